@@ -1,0 +1,86 @@
+"""Boundary checks: one clear error naming the argument, what was expected and what was given.
+
+These run once, where data enters (``Problem(...)``, file loading, public solvers); the numerical
+code behind them trusts its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class InputError(ValueError):
+    """Bad input at the library boundary; the message is one line meant for a person."""
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds values (not a tracer under jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def as_real_array(name: str, x, *, ndim: int = 2, dtype=None) -> jax.Array:
+    """Convert ``x`` to a real floating JAX array of rank ``ndim`` or raise :class:`InputError`."""
+    if isinstance(x, jax.Array) and not is_concrete(x):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # noqa: BLE001 - anything unconvertible is the user's input
+            raise InputError(f"{name}: cannot be read as an array ({exc})") from None
+        if arr.dtype == object:
+            raise InputError(f"{name}: object arrays are not accepted (got dtype=object)")
+    if arr.ndim != ndim:
+        raise InputError(f"{name}: expected a {ndim}-d array, got shape {tuple(arr.shape)}")
+    if 0 in arr.shape:
+        raise InputError(f"{name}: empty array (shape {tuple(arr.shape)})")
+    kind = np.dtype(arr.dtype).kind
+    if kind == "c":
+        raise InputError(f"{name}: expected real data, got complex dtype {arr.dtype}")
+    if kind not in "fiub":
+        raise InputError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    if dtype is None:
+        dtype = arr.dtype if kind == "f" else jnp.result_type(float)
+    return jnp.asarray(arr, dtype=dtype)
+
+
+def check_finite(arrays: Mapping[str, jax.Array]) -> None:
+    """Raise :class:`InputError` naming the first array holding NaN or Inf (concrete arrays only)."""
+    for name, a in arrays.items():
+        if is_concrete(a) and not bool(jnp.all(jnp.isfinite(a))):
+            bad = int(np.size(a) - np.count_nonzero(np.isfinite(np.asarray(a))))
+            raise InputError(f"{name}: holds {bad} NaN/Inf value(s); all data must be finite")
+
+
+def check_shapes(expected: Mapping[str, tuple], arrays: Mapping[str, jax.Array],
+                 dims: Mapping[str, int]) -> None:
+    """Check symbolic shapes such as ``{"P": ("2m", "k")}`` against ``dims = {"m": 3, ...}``.
+
+    The error names the array, the expected shape in symbols and numbers, and the actual shape.
+    """
+    for name, sym in expected.items():
+        want = tuple(_eval_dim(s, dims) for s in sym)
+        got = tuple(arrays[name].shape)
+        if got != want:
+            sym_txt = "(" + ", ".join(sym) + ")"
+            raise InputError(
+                f"{name}: expected shape {sym_txt} = {want} with "
+                + ", ".join(f"{k}={v}" for k, v in dims.items())
+                + f", got {got}"
+            )
+
+
+def _eval_dim(sym: str, dims: Mapping[str, int]) -> int:
+    if sym in dims:
+        return dims[sym]
+    if sym[:-1].isdigit() and sym[-1] in dims:
+        return int(sym[:-1]) * dims[sym[-1]]
+    raise KeyError(sym)
+
+
+def common_float_dtype(*arrays) -> np.dtype:
+    """The floating dtype all arrays are computed in (the widest floating input)."""
+    return np.result_type(*[np.dtype(a.dtype) for a in arrays], np.float32)

@@ -1,0 +1,24 @@
+"""Helpers for users' own test suites."""
+
+from __future__ import annotations
+
+from .audit import GradientReport, check_gradient
+
+
+class GradientAssertionError(AssertionError):
+    """Raised by :func:`assert_gradient`; ``.report`` holds the :class:`GradientReport`."""
+
+    def __init__(self, report: GradientReport):
+        super().__init__(report.to_markdown())
+        self.report = report
+
+
+def assert_gradient(fun, grad_fun, args, *, argnums=0, **options) -> GradientReport:
+    """:func:`matgrad_jax.check_gradient`, raising :class:`GradientAssertionError` unless it passed.
+
+    Returns the report when it passed.
+    """
+    report = check_gradient(fun, grad_fun, args, argnums=argnums, **options)
+    if not report.passed:
+        raise GradientAssertionError(report)
+    return report
