@@ -1,0 +1,159 @@
+r"""The seed's alternating method: block-coordinate descent with exact line search.
+
+The seed (``000_59df1aa91f78fd77.txt``, last comment) recommends "an ADMM-style iteration,
+i.e. alternate between a gradient step for R, then a gradient step for Q", each with the step length
+that minimises the cost. There are no multipliers or splitting: it is **block-coordinate
+descent**, and is named so here.
+
+One sweep takes each block in turn. For block :math:`i` with gradient :math:`g_i` and direction
+:math:`d_i = -M_i^{-1}g_i` (``M_i = I`` unless a preconditioner is given), the step is
+:math:`\alpha = -\langle g_i, d_i\rangle / \langle d_i, H_{ii}d_i\rangle`, with the curvature
+from one Hessian-vector product (a ``jvp`` of the gradient): exact for any quadratic. For other
+objectives the step is safeguarded by Armijo backtracking, so ``f`` never increases. An optax
+``GradientTransformation`` per block may replace the line search.
+
+Where it struggles: the rate of plain block steps degrades like the condition number of each
+block's Hessian (for seed 1, ``cond(Re G)``); with the ``Re G`` preconditioner the block Hessians
+are nearly the identity and the remaining coupling between R and Q (``Im G``) sets the rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .linesearch import armijo_backtracking, exact_step_length
+from .result import (
+    CONVERGED_CODES,
+    RUNNING,
+    STALLED,
+    SolveResult,
+    default_tolerances,
+    empty_history,
+    record,
+    stopping_code,
+    tree_norm,
+    tree_vdot,
+)
+
+
+def _replace(blocks, i, value):
+    return tuple(value if j == i else b for j, b in enumerate(blocks))
+
+
+def alternating_minimize(
+    fun: Callable[..., jax.Array],
+    init: Sequence[Any],
+    *,
+    grad: Callable[..., tuple] | None = None,
+    max_iters: int = 1000,
+    tol: float | None = None,
+    gtol: float | None = None,
+    line_search: str = "exact",
+    preconditioners: Sequence[Callable | None] | None = None,
+    optimizers: optax.GradientTransformation | Sequence[optax.GradientTransformation] | None = None,
+) -> SolveResult:
+    """Minimise ``fun(*blocks)`` by block-coordinate descent (the seed's "ADMM-style" method).
+
+    Args:
+      fun: ``fun(*blocks) -> scalar``.
+      init: tuple of blocks (arrays or pytrees).
+      grad: ``grad(*blocks) -> tuple of block gradients``; default ``jax.grad`` of ``fun``.
+      max_iters: maximum number of sweeps.
+      tol: stop when one sweep lowers ``f`` by at most ``tol * |f|`` (default ``1e4 eps``).
+      gtol: stop when ``‖∇f‖ <= gtol * ‖∇f(init)‖`` (default ``eps^(2/3)``).
+      line_search: ``"exact"`` (Hessian-vector curvature, Armijo safeguard) or ``"armijo"``
+        (backtracking from the previous step).
+      preconditioners: per block, ``g -> M^{-1} g`` (symmetric positive definite) or None.
+      optimizers: an optax transformation (or one per block) used instead of a line search.
+
+    Returns:
+      :class:`SolveResult`; the loop runs in one ``lax.while_loop``, so the call jits and vmaps.
+    """
+    init = tuple(init)
+    nb = len(init)
+    grad = grad or jax.grad(fun, argnums=tuple(range(nb)))
+    if line_search not in ("exact", "armijo"):
+        raise ValueError(f"line_search: expected 'exact' or 'armijo', got {line_search!r}")
+    precs = tuple(preconditioners) if preconditioners is not None else (None,) * nb
+    if len(precs) != nb:
+        raise ValueError(f"preconditioners: expected {nb} entries (one per block), got {len(precs)}")
+    if optimizers is not None and not isinstance(optimizers, (tuple, list)):
+        optimizers = (optimizers,) * nb
+    dtype = jnp.result_type(jax.tree_util.tree_leaves(init[0])[0])
+    real_dtype = jnp.finfo(dtype).dtype
+    tol, gtol = default_tolerances(real_dtype, tol, gtol)
+    return _run(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers,
+                real_dtype)
+
+
+def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0):
+    """One gradient step on block ``i`` with the step length that minimises ``f`` along it."""
+    d = jax.tree_util.tree_map(jnp.negative, prec(g) if prec is not None else g)
+    slope = tree_vdot(g, d)
+
+    def phi(alpha):
+        x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
+        return fun(*_replace(blocks, i, x))
+
+    if line_search == "exact":
+        grad_i = lambda x: grad(*_replace(blocks, i, x))[i]
+        _, hd = jax.jvp(grad_i, (blocks[i],), (d,))
+        alpha0 = exact_step_length(slope, tree_vdot(d, hd), alpha_prev)
+    else:
+        alpha0 = 2 * alpha_prev
+    alpha, value = armijo_backtracking(phi, f0, slope, alpha0.astype(alpha_prev.dtype))
+    moved = slope < 0
+    alpha = jnp.where(moved, alpha, 0.0).astype(alpha_prev.dtype)
+    value = jnp.where(moved, value, f0)
+    x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
+    return _replace(blocks, i, x), value, jnp.where(alpha > 0, alpha, alpha_prev)
+
+
+def _run(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers, real_dtype):
+    nb = len(init)
+    f_init = fun(*init)
+    g_init = grad(*init)
+    gnorm0 = tree_norm(g_init)
+    opt_states = tuple(optimizers[i].init(init[i]) for i in range(nb)) if optimizers else ()
+    one = jnp.ones((), real_dtype)
+    state0 = dict(blocks=init, f=f_init, k=jnp.zeros((), jnp.int32),
+                  code=stopping_code(0, jnp.inf, f_init, gnorm0, gnorm0, tol, gtol, max_iters),
+                  alphas=(one,) * nb, opt=opt_states,
+                  history=record(empty_history(max_iters, real_dtype), 0, f_init, gnorm0))
+
+    def cond(s):
+        return s["code"] == RUNNING
+
+    def body(s):
+        blocks, f, alphas, opt = s["blocks"], s["f"], list(s["alphas"]), list(s["opt"])
+        g = grad(*blocks)
+        for i in range(nb):
+            if i > 0:
+                g = grad(*blocks)
+            if optimizers:
+                upd, opt[i] = optimizers[i].update(g[i], opt[i], blocks[i])
+                blocks = _replace(blocks, i, optax.apply_updates(blocks[i], upd))
+                f_i = fun(*blocks)
+            else:
+                blocks, f_i, alphas[i] = _block_step(fun, grad, blocks, i, g[i], alphas[i],
+                                                     line_search, precs[i], f if i == 0 else f_i)
+        f_new = f_i
+        gnorm = tree_norm(grad(*blocks))
+        k = s["k"] + 1
+        code = stopping_code(k, f, f_new, gnorm, gnorm0, tol, gtol, max_iters)
+        if not optimizers:
+            # Every block refused to move while the gradient is not small: no descent possible.
+            stuck = (f_new == f) & (code == RUNNING) & (k > 1)
+            code = jnp.where(stuck, STALLED, code)
+        return dict(blocks=blocks, f=f_new, k=k, code=code, alphas=tuple(alphas), opt=tuple(opt),
+                    history=record(s["history"], k, f_new, gnorm))
+
+    s = jax.lax.while_loop(cond, body, state0)
+    gfin = s["history"].grad_norms[s["k"]]
+    converged = jnp.isin(s["code"], jnp.asarray(CONVERGED_CODES))
+    return SolveResult(s["blocks"], s["f"], s["k"], converged, s["code"], gfin, s["history"])
