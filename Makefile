@@ -20,6 +20,8 @@ $(VENV)/.test-deps: pyproject.toml | $(PY)
 
 run: $(VENV)/.run-deps
 	$(PY) -m matgrad_jax run --out $(OUTDIR)
+	$(PY) -m matgrad_jax example --out $(OUTDIR)/example.npz --force
+	$(PY) -m matgrad_jax fit $(OUTDIR)/example.npz --out $(OUTDIR)/fit --method alternating --force
 
 test: $(VENV)/.test-deps
 	$(PY) -m pytest

@@ -490,7 +490,8 @@ def _make_data(n, m, k, q, noise, seed, dtype, p_condition):
       dict with ``A, B, Z, P, S, W`` and the planted ``R_true, Q_true``.
     """
     keys = jax.random.split(jax.random.PRNGKey(seed), 8)
-    nrm = lambda key, shape, scale=1.0: scale * jax.random.normal(key, shape, dtype=dtype)
+    nrm = lambda key, shape, scale=1.0: (jnp.asarray(scale, dtype)
+                                         * jax.random.normal(key, shape, dtype=dtype))
     R = nrm(keys[0], (n, m))
     Q = nrm(keys[1], (n, m))
     A = nrm(keys[2], (n, m), 1 / np.sqrt(n))

@@ -173,7 +173,7 @@ def make_data(n=9, r=4, *, family="generic", seed=0, dtype=jnp.float64):
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
         dtype = jnp.float32
     kb, kq = jax.random.split(jax.random.PRNGKey(seed))
-    B = jax.random.normal(kb, (n, r), dtype) / np.sqrt(r)
+    B = jax.random.normal(kb, (n, r), dtype) / float(np.sqrt(r))
     G = jax.random.normal(kq, (n, n), dtype)
     Q = {
         "generic": G,

@@ -1,0 +1,158 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from matgrad_jax import InputError, identities
+from matgrad_jax.problems import channel
+
+SHAPES = [(7, 5, 6, 9), (11, 4, 3, 8)]  # n != m != k != q
+
+
+def _rel(a, b):
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+def _args(seed, shape, dtype=jnp.float64):
+    n, m, k, q = shape
+    return channel.example_args(seed, n=n, m=m, k=k, q=q, dtype=dtype)
+
+
+@pytest.mark.parametrize("variant", ["corrected", "blocks", "kron_identity", "structured"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_variants_match_jax_grad_float64(variant, shape, seed):
+    args = _args(seed, shape)
+    ref = jax.grad(channel.objective, argnums=(0, 1))(*args)
+    got = channel.GRADIENTS[variant](*args)
+    for g, r in zip(got, ref):
+        assert g.shape == r.shape
+        assert _rel(g, r) < 1e-12
+
+
+@pytest.mark.parametrize("variant", ["corrected", "blocks", "kron_identity", "structured"])
+def test_variants_match_jax_grad_float32(variant):
+    args = _args(0, SHAPES[0], jnp.float32)
+    ref = jax.grad(channel.objective, argnums=(0, 1))(*args)
+    got = channel.GRADIENTS[variant](*args)
+    for g, r in zip(got, ref):
+        assert g.dtype == jnp.float32
+        assert _rel(g, r) < 50 * np.finfo(np.float32).eps ** 0.5 * 0.1
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_published_is_wrong_exactly_in_the_sign_of_F(shape):
+    """The published dphi/dH_I = 2(BD - F) flips F; dphi/dH_R = 2(AD + E) is right."""
+    args = _args(3, shape)
+    R, Q, A, B, Z, P, S, W = args
+    ref_R, ref_Q = jax.grad(channel.objective, argnums=(0, 1))(*args)
+    pub_R, pub_Q = channel.grad_published(*args)
+    assert _rel(pub_R, ref_R) < 1e-12
+    assert _rel(pub_Q, ref_Q) > 0.1
+    _, _, D, _ = channel.seed_matrices(*args)
+    two_BD = 2 * B @ D
+    two_F = ref_Q - two_BD
+    np.testing.assert_allclose(pub_Q, two_BD - two_F, rtol=1e-10, atol=1e-10)
+
+
+def test_literal_and_structured_objectives_agree():
+    args = _args(1, SHAPES[1])
+    v = channel.objective(*args)
+    assert abs(channel.objective_structured(*args) - v) < 1e-10 * abs(v)
+    prob = channel.Problem(*args[2:])
+    assert abs(prob.value(args[0], args[1]) - v) < 1e-10 * abs(v)
+    for g, r in zip(prob.grad(args[0], args[1]), jax.grad(channel.objective, (0, 1))(*args)):
+        assert _rel(g, r) < 1e-12
+    stats = prob.stats
+    for g, r in zip(channel.structured_grad_complex(stats, args[0], args[1]),
+                    prob.grad(args[0], args[1])):
+        assert _rel(g, r) < 1e-12
+
+
+def test_statistics_independent_of_k_q_route():
+    # q > k uses S^T S; q <= k forms K: both must agree.
+    d1 = channel.make_data(6, 4, 5, 9, seed=2)
+    d2 = channel.make_data(6, 4, 9, 5, seed=2)
+    for d in (d1, d2):
+        args = (d["R_true"], d["Q_true"]) + tuple(d[k] for k in channel.DATA_NAMES)
+        prob = channel.Problem(*args[2:])
+        ref = channel.objective(*args)
+        assert abs(prob.value(*args[:2]) - ref) <= 1e-9 * max(1.0, abs(ref))
+
+
+def test_kron_identities():
+    rng = np.random.default_rng(0)
+    Y = jnp.asarray(rng.standard_normal((6, 8)))
+    X = jnp.asarray(rng.standard_normal((3, 4)))
+    for L, fn in [(jnp.eye(2), lambda Y: identities.kron_identity_adjoint(Y, 2)),
+                  (identities.J2, identities.kron_j2_adjoint)]:
+        ref = jax.grad(lambda X: jnp.sum(Y * jnp.kron(L, X)))(X)
+        np.testing.assert_allclose(fn(Y), ref, atol=1e-12)
+        np.testing.assert_allclose(identities.kron_block_adjoint(Y, L), ref, atol=1e-12)
+
+
+def test_problem_validation_messages():
+    d = channel.make_data(6, 4, 5, 7)
+    data = {k: np.asarray(d[k]) for k in channel.DATA_NAMES}
+    bad = dict(data, P=data["P"][:-1])
+    with pytest.raises(InputError, match=r"P: expected shape \(2m, k\) = \(8, 5\).*got \(7, 5\)"):
+        channel.Problem(**bad)
+    nan = dict(data, W=data["W"].copy())
+    nan["W"][0, 0] = np.nan
+    with pytest.raises(InputError, match="W: holds 1 NaN"):
+        channel.Problem(**nan)
+    with pytest.raises(InputError, match="Z: expected real data, got complex"):
+        channel.Problem(**dict(data, Z=data["Z"] + 1j))
+    with pytest.raises(InputError, match="S: empty array"):
+        channel.Problem(**dict(data, S=np.zeros((0, 5))))
+    prob = channel.Problem(**data)
+    with pytest.raises(InputError, match="R: expected shape"):
+        prob.value(jnp.zeros((3, 3)), jnp.zeros((6, 4)))
+
+
+def test_exact_solve_matches_dense_least_squares():
+    d = channel.make_data(5, 3, 4, 6, noise=0.2, seed=4)
+    data = [d[k] for k in channel.DATA_NAMES]
+    R, Q = channel.solve_exact(*data)
+    n, m = 5, 3
+    # Dense reference: the objective is ||J x - y||^2 with x = vec([R, Q]); build J by columns.
+    x0 = jnp.zeros(2 * n * m)
+
+    def residual(x):
+        Rx, Qx = x[: n * m].reshape(n, m), x[n * m:].reshape(n, m)
+        A, B, Z, P, S, W = data
+        had = (jnp.eye(m) * (Rx.T @ A + Qx.T @ B) - Z).ravel()
+        blk = (jnp.block([[Rx, -Qx], [Qx, Rx]]) @ P @ S.T - W).ravel()
+        return jnp.concatenate([had, blk])
+
+    J = jax.jacfwd(residual)(x0)
+    x, *_ = np.linalg.lstsq(np.asarray(J), -np.asarray(residual(x0)), rcond=None)
+    np.testing.assert_allclose(R, x[: n * m].reshape(n, m), atol=1e-9)
+    np.testing.assert_allclose(Q, x[n * m:].reshape(n, m), atol=1e-9)
+
+
+def test_singular_G_is_an_error_and_ridge_fixes_it():
+    d = channel.make_data(6, 5, 3, 8, seed=1)  # k = 3 < m = 5: G singular
+    data = [d[k] for k in channel.DATA_NAMES]
+    with pytest.raises(InputError, match="singular"):
+        channel.solve_exact(*data)
+    R, Q = channel.solve_exact(*data, ridge=1e-3)
+    prob = channel.Problem(*data, ridge=1e-3)
+    g = prob.grad(R, Q)
+    assert max(float(jnp.abs(x).max()) for x in g) < 1e-9
+
+
+def test_exact_solve_float32_with_refinement():
+    jax.config.update("jax_numpy_dtype_promotion", "standard")
+    try:
+        d = channel.make_data(40, 16, 24, 30, noise=0.01, seed=0, p_condition=30.0)
+        data64 = [d[k] for k in channel.DATA_NAMES]
+        R64, _ = channel.solve_exact(*data64)
+        data32 = [x.astype(jnp.float32) for x in data64]
+        R0, _ = channel.solve_exact(*data32)
+        R2, _ = channel.solve_exact(*data32, refine=2)
+        assert R2.dtype == jnp.float32
+        assert _rel(R2, R64) <= _rel(R0, R64) + 1e-6
+        assert _rel(R2, R64) < 1e-3
+    finally:
+        jax.config.update("jax_numpy_dtype_promotion", "strict")
