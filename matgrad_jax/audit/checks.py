@@ -72,7 +72,7 @@ def batched_values_and_hand(fun, grad_fun, points):
 def _shift(args, argnums, dirs, h):
     out = list(args)
     for i, v in zip(argnums, dirs):
-        out[i] = args[i] + (h * v).astype(args[i].dtype)
+        out[i] = args[i] + (v * jnp.asarray(h).astype(v.dtype)).astype(args[i].dtype)
     return tuple(out)
 
 
@@ -145,7 +145,8 @@ def taylor_test(fun, grads, args, argnums, rng, *, n_directions=3, n_h=25):
     hs = jnp.asarray(2.0 ** -np.arange(n_h), dtype=jnp.real(args_hi[argnums[0]]).dtype)
     f0 = float(jnp.real(fun(*args_hi)))
     fh = np.asarray(eval_along(fun, args_hi, argnums, dirs, hs))
-    dd = np.asarray(directional(tuple(grads), dirs))
+    grads_hi = tuple(g.astype(d.dtype) for g, d in zip(grads, dirs))
+    dd = np.asarray(directional(grads_hi, dirs))
     rem = np.abs(fh - f0 - np.asarray(hs)[None, :] * dd[:, None])
     eps = float(jnp.finfo(hs.dtype).eps)
     floors = 64 * eps * np.maximum(abs(f0), np.abs(fh).max(axis=1))

@@ -82,13 +82,14 @@ def alternating_minimize(
     precs = tuple(preconditioners) if preconditioners is not None else (None,) * nb
     if len(precs) != nb:
         raise ValueError(f"preconditioners: expected {nb} entries (one per block), got {len(precs)}")
-    if optimizers is not None and not isinstance(optimizers, (tuple, list)):
+    if isinstance(optimizers, optax.GradientTransformation):
         optimizers = (optimizers,) * nb
     dtype = jnp.result_type(jax.tree_util.tree_leaves(init[0])[0])
     real_dtype = jnp.finfo(dtype).dtype
     tol, gtol = default_tolerances(real_dtype, tol, gtol)
-    return _run(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers,
-                real_dtype)
+    with jax.numpy_dtype_promotion("standard" if optimizers else jax.config.jax_numpy_dtype_promotion):
+        return _run(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers,
+                    real_dtype)
 
 
 def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0):

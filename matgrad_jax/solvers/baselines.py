@@ -49,6 +49,13 @@ def optax_minimize(fun: Callable, init: Sequence[Any], optimizer: optax.Gradient
     ``linesearch=True`` for transformations that need ``value``/``grad``/``value_fn`` in
     ``update`` (``optax.lbfgs``).
     """
+    # optax mixes int32/int64 counters internally: allow standard promotion for its code even
+    # when the caller runs with jax_numpy_dtype_promotion="strict".
+    with jax.numpy_dtype_promotion("standard"):
+        return _optax_loop(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch)
+
+
+def _optax_loop(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
     x0, packed, packed_grad, real_dtype, tol, gtol = _setup(fun, init, grad, tol, gtol)
     f0, g0 = packed(x0), packed_grad(x0)
     gnorm0 = tree_norm(g0)

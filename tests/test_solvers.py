@@ -1,0 +1,93 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from matgrad_jax.fit import fit, fit_problem
+from matgrad_jax.problems import channel, gram
+from matgrad_jax.solvers import alternating_minimize
+
+
+def _problem(p_condition=1.0, seed=1, shape=(20, 12, 16, 26), ridge=0.0):
+    d = channel.make_data(*shape, noise=0.05, seed=seed, p_condition=p_condition)
+    return channel.Problem(*(d[k] for k in channel.DATA_NAMES), ridge=ridge), d
+
+
+def _gap(res, exact):
+    return (float(res.value) - float(exact.value)) / abs(float(exact.value))
+
+
+@pytest.mark.parametrize("method, opts", [
+    ("alternating", {}),
+    ("alternating", {"precondition": False}),
+    ("cg", {}),
+    ("cg", {"precondition": False}),
+    ("lbfgs", {}),
+    ("adam", {"max_iters": 20000, "learning_rate": 0.05}),
+])
+def test_iterative_methods_reach_exact_minimiser(method, opts):
+    prob, _ = _problem()
+    exact = fit(prob, method="exact")
+    res = fit(prob, method=method, **{"max_iters": 5000, **opts})
+    assert bool(res.converged), res.reason
+    assert abs(_gap(res, exact)) < 1e-10
+    values, _ = res.trace()
+    assert len(values) == int(res.iterations) + 1
+
+
+@pytest.mark.parametrize("method", ["alternating", "cg", "lbfgs"])
+def test_ill_conditioned_converges_or_says_not(method):
+    prob, _ = _problem(p_condition=1e3)
+    exact = fit(prob, method="exact")
+    res = fit(prob, method=method, max_iters=300)
+    if bool(res.converged):
+        assert abs(_gap(res, exact)) < 1e-8
+    else:
+        assert res.reason == "max_iters reached" and int(res.iterations) == 300
+
+
+def test_rank_deficient_with_ridge():
+    prob, d = _problem(shape=(10, 8, 5, 6), ridge=1e-2)
+    exact = fit(prob, method="exact")
+    assert float(jnp.abs(prob.grad(*exact.params)[0]).max()) < 1e-9
+    res = fit(prob, method="cg", max_iters=500)
+    assert not bool(res.converged) or abs(_gap(res, exact)) < 1e-10
+
+
+def test_alternating_never_increases_nonquadratic():
+    B0, Q = gram.make_data(8, 3, family="symmetric", seed=0)
+    f = lambda B: gram.frobenius_squared(B, Q)
+    # two column blocks of B
+    fun = lambda B1, B2: f(jnp.concatenate([B1, B2], axis=1))
+    res = alternating_minimize(fun, (B0[:, :1], B0[:, 1:]), max_iters=200)
+    values, _ = res.trace()
+    assert np.all(np.diff(values) <= 1e-12 * np.abs(values[:-1]))
+    opt = gram.optimal_values(Q, 3)["frobenius"] ** 2
+    assert float(res.value) <= values[0]
+    assert float(res.value) >= opt - 1e-9
+
+
+def test_optax_block_updates():
+    prob, _ = _problem()
+    z = jnp.zeros(prob.shape)
+    res = alternating_minimize(prob.fun, (z, z), grad=prob.grad_fn,
+                               optimizers=optax.sgd(1e-2), max_iters=50)
+    values, _ = res.trace()
+    assert values[-1] < values[0]
+    assert not bool(res.converged) and res.reason == "max_iters reached"
+
+
+def test_vmapped_batch_equals_single_solves():
+    probs = [_problem(seed=s)[0] for s in range(3)]
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *probs)
+    z = jnp.zeros((3,) + probs[0].shape)
+    for method in ("alternating", "exact", "cg"):
+        batch = jax.vmap(lambda p, r, q: fit_problem(p, (r, q), method=method, max_iters=2000))(
+            stacked, z, z)
+        for i, p in enumerate(probs):
+            single = fit(p, method=method, max_iters=2000)
+            np.testing.assert_allclose(batch.params[0][i], single.params[0], rtol=1e-8,
+                                       atol=1e-10)
+            assert int(batch.iterations[i]) == int(single.iterations)
+    assert batch.reason.shape == (3,)
