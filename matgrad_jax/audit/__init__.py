@@ -2,8 +2,8 @@
 
 from .check import check_gradient, default_tolerance
 from .diagnosis import VOCABULARY
-from .report import GradientReport, markdown_table, text_table
 from .registry_audit import audit_all, audit_derivation
+from .report import GradientReport, markdown_table, text_table
 
 __all__ = ["VOCABULARY", "GradientReport", "audit_all", "audit_derivation", "check_gradient",
            "default_tolerance", "markdown_table", "text_table"]

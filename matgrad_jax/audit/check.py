@@ -274,7 +274,7 @@ def _reference_noise(fun, args, argnums) -> float:
 
 def _taylor_only(report, fun, g_hand, pts, args, argnums, rng, tol):
     """Without autodiff: central differences along random directions at every point."""
-    worst, ratios, dd_all, fd_all = 0.0, [], [], []
+    worst, dd_all, fd_all = 0.0, [], []
     count = len(np.asarray(jax.tree_util.tree_leaves(pts)[0]))
     for p in range(min(count, 5)):
         at = tuple(a[p] for a in pts)
