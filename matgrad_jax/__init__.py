@@ -4,6 +4,7 @@ from . import identities, problems
 from ._checks import InputError
 from .audit import GradientReport, check_gradient
 from .registry import Derivation, derivations
+from .solvers import SolveResult, alternating_minimize
 
 __version__ = "0.1.0"
 
@@ -11,6 +12,8 @@ __all__ = [
     "Derivation",
     "GradientReport",
     "InputError",
+    "SolveResult",
+    "alternating_minimize",
     "check_gradient",
     "derivations",
     "identities",

@@ -91,3 +91,13 @@ def test_vmapped_batch_equals_single_solves():
                                        atol=1e-10)
             assert int(batch.iterations[i]) == int(single.iterations)
     assert batch.reason.shape == (3,)
+
+
+def test_contract_names_importable():
+    import matgrad_jax
+    from matgrad_jax.problems.channel import solve_exact as ch_exact
+    from matgrad_jax.problems.gram import solve_exact as gr_exact
+
+    assert callable(matgrad_jax.alternating_minimize) and callable(matgrad_jax.check_gradient)
+    assert matgrad_jax.SolveResult is not None and callable(ch_exact) and callable(gr_exact)
+    from matgrad_jax.testing import assert_gradient  # noqa: F401
