@@ -30,7 +30,8 @@ lint: $(VENV)/.test-deps
 	$(PY) -m ruff check matgrad_jax tests benchmarks
 
 bench: $(VENV)/.run-deps
-	$(PY) -m matgrad_jax bench
+	$(PY) benchmarks/bench_gradient.py --dtype float32
+	$(PY) benchmarks/bench_gradient.py --dtype float64
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

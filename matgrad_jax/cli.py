@@ -54,6 +54,16 @@ def cmd_example(args) -> int:
 
 def cmd_fit(args) -> int:
     _x64(args.dtype)
+    if args.device:
+        import jax
+
+        try:
+            jax.config.update("jax_platforms", args.device)
+            jax.devices()
+        except RuntimeError as exc:
+            print(f"error: --device {args.device}: not available ({exc})".splitlines()[0],
+                  file=sys.stderr)
+            return 2
     import numpy as np
 
     from ._checks import InputError
@@ -67,24 +77,68 @@ def cmd_fit(args) -> int:
         return 2
     try:
         data = load_arrays(args.data)
+        for pair in args.names or []:
+            ours, _, theirs = pair.partition("=")
+            if ours not in channel.DATA_NAMES + ("R0", "Q0") or not theirs:
+                raise InputError(f"--names: expected NAME=FILE_NAME with NAME in "
+                                 f"{', '.join(channel.DATA_NAMES)}, R0, Q0; got {pair!r}")
+            if theirs in data:
+                data[ours] = data.pop(theirs)
         missing = [k for k in channel.DATA_NAMES if k not in data]
         if missing:
             raise InputError(f"DATA: missing array(s) {', '.join(missing)} "
                              f"(found: {', '.join(sorted(data)) or 'none'})")
         problem = channel.Problem(*(data[k] for k in channel.DATA_NAMES), dtype=args.dtype)
+        init = None
+        if "R0" in data or "Q0" in data:
+            from ._checks import as_real_array
+
+            n, m = problem.shape
+            init = tuple(as_real_array(k, data.get(k, np.zeros((n, m))), dtype=args.dtype)
+                         for k in ("R0", "Q0"))
+            for k, x in zip(("R0", "Q0"), init):
+                if x.shape != (n, m):
+                    raise InputError(f"{k}: expected shape (n, m) = {(n, m)}, got {x.shape}")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    res = fit(problem, method=args.method, max_iters=args.max_iters, tol=args.tol)
+    res = fit(problem, method=args.method, init=init, max_iters=args.max_iters, tol=args.tol)
     R, Q = (np.asarray(x) for x in res.params)
     seconds = time.perf_counter() - t0
     atomic_write_npz(out / "solution.npz", R=R, Q=Q, H=R + 1j * Q)
     hist = {**res.to_dict(), "method": args.method, "seconds": seconds, "dtype": args.dtype}
     atomic_write_json(out / "history.json", hist)
+    _plot_convergence(res, out / "convergence.png", args.method)
     print(f"{args.method}: value {float(res.value):.10g}, {int(res.iterations)} iterations, "
           f"converged={bool(res.converged)} ({res.reason}), {seconds:.2f} s -> {out}/")
     return 0
+
+
+def _plot_convergence(res, path: Path, method: str) -> None:
+    """convergence.png when matplotlib is installed (written atomically)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    import io
+
+    from .io import atomic_write_bytes
+
+    values, gnorms = res.trace()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(gnorms, label="‖∇φ‖")
+    ax.semilogy(values - values.min() + 1e-300 if len(values) > 1 else values, label="φ − min φ")
+    ax.set_xlabel("iteration")
+    ax.set_title(f"matgrad fit: {method}")
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def cmd_run(args) -> int:
@@ -160,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     f.add_argument("--max-iters", type=int, default=5000)
     f.add_argument("--tol", type=float, default=None)
+    f.add_argument("--device", default=None, choices=["cpu", "gpu", "cuda", "tpu"],
+                   help="XLA platform (default: JAX's choice)")
+    f.add_argument("--names", nargs="*", metavar="NAME=FILE_NAME",
+                   help="read array NAME (A, B, Z, P, S, W, R0, Q0) from FILE_NAME in DATA")
     f.add_argument("--force", action="store_true")
     f.set_defaults(func=cmd_fit)
     return p

@@ -62,3 +62,18 @@ def test_pickled_and_missing_files(tmp_path, capsys):
     corrupt = tmp_path / "c.npz"
     corrupt.write_bytes(b"not a zip")
     assert main(["fit", str(corrupt), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_fit_remapped_names_start_and_plot(tmp_path):
+    ex = tmp_path / "ex.npz"
+    main(["example", "--out", str(ex), "--n", "6", "--m", "4", "--k", "5", "--q", "7"])
+    d = dict(np.load(ex))
+    d["Wmeas"] = d.pop("W")
+    d["R0"] = d["R_true"]
+    np.savez(tmp_path / "r.npz", **d)
+    out = tmp_path / "o"
+    assert main(["fit", str(tmp_path / "r.npz"), "--out", str(out), "--names", "W=Wmeas",
+                 "--method", "cg"]) == 0
+    assert (out / "convergence.png").stat().st_size > 0
+    assert main(["fit", str(tmp_path / "r.npz"), "--out", str(tmp_path / "o2"),
+                 "--names", "X=Wmeas"]) == 2
