@@ -13,7 +13,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from .problems.channel import Problem, solve_exact_stats
+from .problems.channel import Problem, solve_exact_stats, structured_value_and_grad
 from .solvers import adam, alternating_minimize, conjugate_gradient, lbfgs
 from .solvers.result import EXACT, SolveResult, empty_history, record, tree_norm
 
@@ -35,7 +35,7 @@ def full_preconditioner(problem: Problem):
 
 def _exact_result(problem: Problem, refine: int, max_iters: int) -> SolveResult:
     R, Q = solve_exact_stats(problem.stats, refine=refine)
-    value, g = problem.fun(R, Q), problem.grad_fn(R, Q)
+    value, g = structured_value_and_grad(problem.stats, R, Q)
     hist = record(empty_history(max_iters, value.dtype), 0, value, tree_norm(g))
     return SolveResult((R, Q), value, jnp.zeros((), jnp.int32), jnp.array(True),
                        jnp.array(EXACT), tree_norm(g), hist)

@@ -233,9 +233,7 @@ def _call_jitted(fn, args):
     plain call for code JAX cannot trace."""
     try:
         return jax.jit(fn)(*args)
-    except jax.errors.JAXTypeError:
-        return fn(*args)
-    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    except (TypeError, jax.errors.JAXTypeError):  # tracer-to-NumPy conversions are TypeErrors
         return fn(*args)
 
 

@@ -455,8 +455,10 @@ def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
             f"G = K_c K_c^H is singular: rank <= min(k, q) = {min(k, q)} < m = {m}; "
             "the minimiser is not unique; pass ridge > 0"
         )
-    problem = Problem(*(arrays[k_] for k_ in DATA_NAMES), ridge=ridge)
-    R, Q = _solve_exact_jit(problem.stats, refine=refine)
+    if is_concrete(ridge) and not (np.isfinite(ridge) and ridge >= 0):
+        raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
+    stats = _statistics_jit(*(arrays[k_] for k_ in DATA_NAMES), ridge)
+    R, Q = _solve_exact_jit(stats, refine=refine)
     if is_concrete(R) and not bool(jnp.all(jnp.isfinite(R))):
         raise InputError(
             "G = K_c K_c^H (+ ridge I) is numerically singular (its Cholesky failed); "
@@ -512,10 +514,3 @@ def example_args(seed=0, *, n=7, m=5, k=6, q=9, dtype=jnp.float64):
     key = jax.random.PRNGKey(seed + 1000)
     R0, Q0 = jax.random.normal(key, (2, n, m), dtype=d["A"].dtype)  # one draw, two blocks
     return (R0, Q0, d["A"], d["B"], d["Z"], d["P"], d["S"], d["W"])
-
-
-@partial(jax.jit, static_argnames=())
-def relative_gap(value, optimum):
-    """(φ - φ*) / max(|φ*|, tiny)."""
-    tiny = jnp.finfo(jnp.result_type(optimum)).tiny
-    return (value - optimum) / jnp.maximum(jnp.abs(optimum), tiny)
