@@ -45,11 +45,52 @@ def cmd_example(args) -> int:
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to overwrite", file=sys.stderr)
         return 2
-    d = channel.make_data(args.n, args.m, args.k, args.q, noise=args.noise, seed=args.seed)
+    if min(args.n, args.m, args.k, args.q) < 1 or args.p_condition < 1:
+        return _fail("--n, --m, --k, --q: expected positive sizes and --p-condition >= 1")
+    d = channel.make_data(args.n, args.m, args.k, args.q, noise=args.noise, seed=args.seed,
+                          p_condition=args.p_condition)
     atomic_write_npz(out, **{k: np.asarray(v) for k, v in d.items()})
     print(f"wrote {out}: A, B, Z, P, S, W (n={args.n}, m={args.m}, k={args.k}, q={args.q}) "
           "and the planted R_true, Q_true")
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_problem(args):
+    """Read DATA, apply --names, build the Problem and the start. Raises InputError."""
+    import numpy as np
+
+    from ._checks import InputError, as_real_array
+    from .io import fingerprint, load_arrays
+    from .problems import channel
+
+    data = load_arrays(args.data)
+    for pair in args.names or []:
+        ours, _, theirs = pair.partition("=")
+        if ours not in channel.DATA_NAMES + ("R0", "Q0") or not theirs:
+            raise InputError(f"--names: expected NAME=FILE_NAME with NAME in "
+                             f"{', '.join(channel.DATA_NAMES)}, R0, Q0; got {pair!r}")
+        if theirs in data:
+            data[ours] = data.pop(theirs)
+    missing = [k for k in channel.DATA_NAMES if k not in data]
+    if missing:
+        raise InputError(f"DATA: missing array(s) {', '.join(missing)} "
+                         f"(found: {', '.join(sorted(data)) or 'none'})")
+    problem = channel.Problem(*(data[k] for k in channel.DATA_NAMES), dtype=args.dtype)
+    init = None
+    if "R0" in data or "Q0" in data:
+        n, m = problem.shape
+        init = tuple(as_real_array(k, data.get(k, np.zeros((n, m))), dtype=args.dtype)
+                     for k in ("R0", "Q0"))
+        for k, x in zip(("R0", "Q0"), init):
+            if x.shape != (n, m):
+                raise InputError(f"{k}: expected shape (n, m) = {(n, m)}, got {x.shape}")
+    used = {k: data[k] for k in channel.DATA_NAMES + ("R0", "Q0") if k in data}
+    return problem, init, fingerprint(used)
 
 
 def cmd_fit(args) -> int:
@@ -61,57 +102,74 @@ def cmd_fit(args) -> int:
             jax.config.update("jax_platforms", args.device)
             jax.devices()
         except RuntimeError as exc:
-            print(f"error: --device {args.device}: not available ({exc})".splitlines()[0],
-                  file=sys.stderr)
-            return 2
+            return _fail(f"--device {args.device}: not available ({exc})".splitlines()[0])
     import numpy as np
 
     from ._checks import InputError
-    from .fit import fit
-    from .io import atomic_write_json, atomic_write_npz, load_arrays
-    from .problems import channel
+    from .fit import METHODS, fit_chunked, fit_start
+    from .io import atomic_write_json, atomic_write_npz, load_tree, save_tree
+    from .progress import FitProgress
 
     out = Path(args.out)
+    ckpt = out / "checkpoint.npz"
     if (out / "solution.npz").exists() and not args.force:
-        print(f"error: {out}/solution.npz exists; pass --force to overwrite", file=sys.stderr)
-        return 2
+        return _fail(f"{out}/solution.npz exists; pass --force to overwrite")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        return _fail(f"--checkpoint-every: expected a positive integer, got "
+                     f"{args.checkpoint_every}")
+    if args.max_iters < 1:
+        return _fail(f"--max-iters: expected a positive integer, got {args.max_iters}")
+    if args.resume and not ckpt.is_file():
+        return _fail(f"--resume: no checkpoint in {out} (expected {ckpt})")
+    if ckpt.exists() and not (args.resume or args.force):
+        return _fail(f"{ckpt} holds an unfinished run; pass --resume to continue it or "
+                     "--force to start over")
+    assert args.method in METHODS
+    options = dict(method=args.method, max_iters=args.max_iters, tol=args.tol)
+    meta = dict(format="matgrad-checkpoint/1", method=args.method, dtype=args.dtype,
+                max_iters=args.max_iters, tol=args.tol)
     try:
-        data = load_arrays(args.data)
-        for pair in args.names or []:
-            ours, _, theirs = pair.partition("=")
-            if ours not in channel.DATA_NAMES + ("R0", "Q0") or not theirs:
-                raise InputError(f"--names: expected NAME=FILE_NAME with NAME in "
-                                 f"{', '.join(channel.DATA_NAMES)}, R0, Q0; got {pair!r}")
-            if theirs in data:
-                data[ours] = data.pop(theirs)
-        missing = [k for k in channel.DATA_NAMES if k not in data]
-        if missing:
-            raise InputError(f"DATA: missing array(s) {', '.join(missing)} "
-                             f"(found: {', '.join(sorted(data)) or 'none'})")
-        problem = channel.Problem(*(data[k] for k in channel.DATA_NAMES), dtype=args.dtype)
-        init = None
-        if "R0" in data or "Q0" in data:
-            from ._checks import as_real_array
-
-            n, m = problem.shape
-            init = tuple(as_real_array(k, data.get(k, np.zeros((n, m))), dtype=args.dtype)
-                         for k in ("R0", "Q0"))
-            for k, x in zip(("R0", "Q0"), init):
-                if x.shape != (n, m):
-                    raise InputError(f"{k}: expected shape (n, m) = {(n, m)}, got {x.shape}")
+        problem, init, digest = _load_problem(args)
+        meta["data_sha256"] = digest
+        state, elapsed, times = None, 0.0, []
+        if args.resume:
+            z = np.zeros(problem.shape, problem.dtype)
+            template = fit_start(problem, init or (z, z), **options)
+            state, saved = load_tree(ckpt, template, expect=meta)
+            elapsed, times = float(saved["seconds"]), list(saved["times"])
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+
     t0 = time.perf_counter()
-    res = fit(problem, method=args.method, init=init, max_iters=args.max_iters, tol=args.tol)
-    R, Q = (np.asarray(x) for x in res.params)
-    seconds = time.perf_counter() - t0
+    every = args.checkpoint_every
+    with FitProgress(args.max_iters, f"matgrad fit ({args.method})") as bar:
+        def on_chunk(s, final):
+            k = int(s["k"])
+            seconds = elapsed + time.perf_counter() - t0
+            times.append([k, seconds])
+            bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
+            if every and not final:
+                save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds, "times": times})
+
+        res = fit_chunked(problem, init, state=state, checkpoint_every=every, on_chunk=on_chunk,
+                          **options)
+        R, Q = (np.asarray(x) for x in res.params)
+    seconds = elapsed + time.perf_counter() - t0
     atomic_write_npz(out / "solution.npz", R=R, Q=Q, H=R + 1j * Q)
-    hist = {**res.to_dict(), "method": args.method, "seconds": seconds, "dtype": args.dtype}
+    hist = {**res.to_dict(), "method": args.method, "seconds": seconds, "dtype": args.dtype,
+            "times": [{"iteration": k, "seconds": t} for k, t in times],
+            "resumed": bool(args.resume), "data_sha256": meta["data_sha256"]}
     atomic_write_json(out / "history.json", hist)
     _plot_convergence(res, out / "convergence.png", args.method)
-    print(f"{args.method}: value {float(res.value):.10g}, {int(res.iterations)} iterations, "
-          f"converged={bool(res.converged)} ({res.reason}), {seconds:.2f} s -> {out}/")
+    ckpt.unlink(missing_ok=True)  # the run is complete: its checkpoint has served
+    n, m = problem.shape
+    print(f"matgrad fit: n={n}, m={m}, method {args.method} ({args.dtype})\n"
+          f"  objective   {float(res.value):.10g}\n"
+          f"  iterations  {int(res.iterations)}, converged={bool(res.converged)} ({res.reason})\n"
+          f"  ‖∇φ‖        {float(res.grad_norm):.3e}\n"
+          f"  time        {seconds:.2f} s\n"
+          f"  wrote       {out}/solution.npz (R, Q, H), history.json"
+          + (", convergence.png" if (out / "convergence.png").exists() else ""))
     return 0
 
 
@@ -204,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--q", type=int, default=256)
     e.add_argument("--noise", type=float, default=0.01)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--p-condition", type=float, default=1.0,
+                   help="spread of P's column scales (1: well conditioned)")
     e.add_argument("--force", action="store_true")
     e.set_defaults(func=cmd_example)
     f = sub.add_parser("fit", help="fit H_R, H_I to a data file")
@@ -218,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="XLA platform (default: JAX's choice)")
     f.add_argument("--names", nargs="*", metavar="NAME=FILE_NAME",
                    help="read array NAME (A, B, Z, P, S, W, R0, Q0) from FILE_NAME in DATA")
-    f.add_argument("--force", action="store_true")
+    f.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="save the solver state to DIR/checkpoint.npz every N iterations")
+    f.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint.npz (same data and options)")
+    f.add_argument("--force", action="store_true",
+                   help="overwrite an existing result or discard an existing checkpoint")
     f.set_defaults(func=cmd_fit)
     return p
 

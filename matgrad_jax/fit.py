@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from .problems.channel import Problem, solve_exact_stats, structured_value_and_grad
-from .solvers import adam, alternating_minimize, conjugate_gradient, lbfgs
+from .solvers.alternating import alternating_stepper
+from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper
 from .solvers.result import EXACT, SolveResult, empty_history, record, tree_norm
+from .solvers.stepper import Stepper, advance, run
 
 METHODS = ("exact", "alternating", "cg", "lbfgs", "adam")
 
@@ -33,34 +35,74 @@ def full_preconditioner(problem: Problem):
     return apply
 
 
-def _exact_result(problem: Problem, refine: int, max_iters: int) -> SolveResult:
+def _exact_stepper(problem: Problem, refine: int, max_iters: int) -> Stepper:
+    """The exact solve as a stepper whose first state has already stopped."""
     R, Q = solve_exact_stats(problem.stats, refine=refine)
     value, g = structured_value_and_grad(problem.stats, R, Q)
-    hist = record(empty_history(max_iters, value.dtype), 0, value, tree_norm(g))
-    return SolveResult((R, Q), value, jnp.zeros((), jnp.int32), jnp.array(True),
-                       jnp.array(EXACT), tree_norm(g), hist)
+    gnorm = tree_norm(g)
+    hist = record(empty_history(max_iters, value.dtype), 0, value, gnorm)
+    state = dict(x=(R, Q), f=value, gnorm0=gnorm, k=jnp.zeros((), jnp.int32),
+                 code=jnp.array(EXACT, jnp.int32), history=hist)
+
+    def finish(s):
+        return SolveResult(s["x"], s["f"], s["k"], jnp.array(True), s["code"],
+                           s["history"].grad_norms[0], s["history"])
+
+    return Stepper(state, lambda s: s, finish)
 
 
-@partial(jax.jit, static_argnames=("method", "max_iters", "precondition", "refine",
-                                   "learning_rate"))
-def fit_problem(problem: Problem, init, *, method: str = "alternating", max_iters: int = 1000,
+def fit_stepper(problem: Problem, init, *, method: str = "alternating", max_iters: int = 1000,
                 tol=None, gtol=None, precondition: bool = True, refine: int = 1,
-                learning_rate: float = 1e-2) -> SolveResult:
-    """Minimise a :class:`Problem`'s objective from ``init = (R0, Q0)`` (jitted; vmap-able)."""
+                learning_rate: float = 1e-2) -> Stepper:
+    """The solver for ``method`` as a :class:`~matgrad_jax.solvers.stepper.Stepper`."""
     if method == "exact":
-        return _exact_result(problem, refine, max_iters)
+        return _exact_stepper(problem, refine, max_iters)
     common = dict(grad=problem.grad_fn, max_iters=max_iters, tol=tol, gtol=gtol)
     if method == "alternating":
         precs = problem.block_preconditioners() if precondition else None
-        return alternating_minimize(problem.fun, init, preconditioners=precs, **common)
+        return alternating_stepper(problem.fun, init, preconditioners=precs, **common)
     if method == "cg":
         prec = full_preconditioner(problem) if precondition else None
-        return conjugate_gradient(problem.fun, init, preconditioner=prec, **common)
+        return cg_stepper(problem.fun, init, preconditioner=prec, **common)
     if method == "lbfgs":
-        return lbfgs(problem.fun, init, **common)
+        return lbfgs_stepper(problem.fun, init, **common)
     if method == "adam":
-        return adam(problem.fun, init, learning_rate=learning_rate, **common)
+        return adam_stepper(problem.fun, init, learning_rate=learning_rate, **common)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+_STATIC = ("method", "max_iters", "precondition", "refine", "learning_rate")
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def fit_problem(problem: Problem, init, **options) -> SolveResult:
+    """Minimise a :class:`Problem`'s objective from ``init = (R0, Q0)`` (jitted; vmap-able).
+
+    Options as :func:`fit_stepper`: ``method``, ``max_iters``, ``tol``, ``gtol``,
+    ``precondition``, ``refine``, ``learning_rate``.
+    """
+    return run(fit_stepper(problem, init, **options))
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def fit_start(problem: Problem, init, **options) -> dict:
+    """The solver's first state (for :func:`fit_advance`); a pytree of arrays."""
+    return fit_stepper(problem, init, **options).state
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def fit_advance(problem: Problem, state: dict, stop_at, **options) -> dict:
+    """Iterate from ``state`` until a stopping rule fires or iteration ``stop_at``.
+
+    The same ``step`` as :func:`fit_problem`, so chunks of any size (and a run resumed from a
+    saved state) follow the iterates of one uninterrupted run.
+    """
+    return advance(fit_stepper(problem, state["x"], **options).step, state, stop_at)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def fit_finish(problem: Problem, state: dict, **options) -> SolveResult:
+    return fit_stepper(problem, state["x"], **options).finish(state)
 
 
 def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: int = 1000,
@@ -76,3 +118,43 @@ def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: 
         init = tuple(jnp.asarray(x, problem.dtype) for x in init)
     return fit_problem(problem, init, method=method, max_iters=max_iters, tol=tol, gtol=gtol,
                        **options)
+
+
+def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
+                checkpoint_every: int | None = None, on_chunk=None,
+                target_seconds: float = 0.25, **options) -> SolveResult:
+    """:func:`fit` driven from the host in chunks, for progress reports and checkpoints.
+
+    Each chunk is one call of the jitted :func:`fit_advance` (no host sync inside it). With
+    ``checkpoint_every=N`` the chunks end at multiples of N; otherwise their length adapts so a
+    chunk takes about ``target_seconds``, which bounds how often the host is called.
+    ``on_chunk(state, final)`` is called after every chunk (``final`` once the solver stopped),
+    e.g. to draw a progress bar or save ``state`` (a pytree of arrays; pass it back as ``state``
+    to resume). The iterates equal those of one uninterrupted :func:`fit_problem`.
+    """
+    import time
+
+    from .solvers.result import RUNNING
+
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
+    if state is None:
+        if init is None:
+            z = jnp.zeros(problem.shape, problem.dtype)
+            init = (z, z)
+        state = fit_start(problem, tuple(init), **options)
+    chunk = checkpoint_every or 8
+    k, ran = int(state["k"]), False
+    while int(state["code"]) == RUNNING:
+        ran = True
+        stop = (k // chunk + 1) * chunk if checkpoint_every else k + chunk
+        t0 = time.perf_counter()
+        state = fit_advance(problem, state, jnp.asarray(stop, jnp.int32), **options)
+        k = int(state["k"])  # the one host sync per chunk
+        if not checkpoint_every and time.perf_counter() - t0 < target_seconds / 2:
+            chunk *= 2
+        if on_chunk is not None:
+            on_chunk(state, int(state["code"]) != RUNNING)
+    if on_chunk is not None and not ran:
+        on_chunk(state, True)
+    return fit_finish(problem, state, **options)

@@ -77,3 +77,93 @@ def test_fit_remapped_names_start_and_plot(tmp_path):
     assert (out / "convergence.png").stat().st_size > 0
     assert main(["fit", str(tmp_path / "r.npz"), "--out", str(tmp_path / "o2"),
                  "--names", "X=Wmeas"]) == 2
+
+
+def _example(tmp_path, *extra):
+    ex = tmp_path / "ex.npz"
+    assert main(["example", "--out", str(ex), "--n", "6", "--m", "4", "--k", "5", "--q", "7",
+                 *extra]) == 0
+    return ex
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.__setitem__("Z", d["Z"][:, :-1]), "Z: expected shape (m, m)"),
+    (lambda d: d.__setitem__("B", np.zeros((0, 5))), "B: "),
+    (lambda d: d.__setitem__("A", np.zeros((0, 0))), "A: "),
+])
+def test_non_square_and_empty_arrays_exit_2(tmp_path, capsys, mutate, message):
+    d = dict(np.load(_example(tmp_path)))
+    mutate(d)
+    np.savez(tmp_path / "bad.npz", **d)
+    out = tmp_path / "out"
+    assert main(["fit", str(tmp_path / "bad.npz"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_mat_files_v5_and_v73(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    h5py = pytest.importorskip("h5py")
+    d = {k: v for k, v in np.load(_example(tmp_path)).items()}
+    scipy_io.savemat(tmp_path / "v5.mat", d)
+    # MATLAB -v7.3 is HDF5 with a 512-byte header and column-major (transposed) datasets.
+    with h5py.File(tmp_path / "v73.mat", "w", userblock_size=512) as f:
+        for k, v in d.items():
+            f.create_dataset(k, data=v.T).attrs["MATLAB_class"] = np.bytes_("double")
+    with open(tmp_path / "v73.mat", "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Sun Nov 22 2026 HDF5")
+    sols = []
+    for name in ("v5.mat", "v73.mat"):
+        out = tmp_path / name.replace(".", "_")
+        assert main(["fit", str(tmp_path / name), "--out", str(out)]) == 0
+        sols.append(np.load(out / "solution.npz")["H"])
+    np.testing.assert_array_equal(sols[0], sols[1])
+
+
+def test_checkpoint_refusals_and_mismatch(tmp_path, capsys):
+    ex = _example(tmp_path)
+    out = tmp_path / "o"
+    assert main(["fit", str(ex), "--out", str(out), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+    from matgrad_jax import io
+    from matgrad_jax.cli import _load_problem, build_parser
+    from matgrad_jax.fit import fit_start
+
+    # a checkpoint left by a killed run: made by hand here, from the real solver state
+    args = build_parser().parse_args(["fit", str(ex), "--out", str(out)])
+    problem, _, digest = _load_problem(args)
+    z = np.zeros(problem.shape)
+    state = fit_start(problem, (z, z), method="cg", max_iters=5000, tol=None)
+    meta = dict(format="matgrad-checkpoint/1", method="cg", dtype="float64", max_iters=5000,
+                tol=None, data_sha256=digest, iteration=0, seconds=0.0, times=[])
+    io.save_tree(out / "checkpoint.npz", state, meta)
+    assert main(["fit", str(ex), "--out", str(out), "--method", "cg"]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["fit", str(ex), "--out", str(out), "--method", "lbfgs", "--resume"]) == 2
+    assert "method='cg'" in capsys.readouterr().err
+    d = dict(np.load(ex))
+    d["W"] = d["W"] + 1.0
+    np.savez(tmp_path / "other.npz", **d)
+    assert main(["fit", str(tmp_path / "other.npz"), "--out", str(out), "--method", "cg",
+                 "--resume"]) == 2
+    assert "data_sha256" in capsys.readouterr().err
+    assert main(["fit", str(ex), "--out", str(out), "--method", "cg", "--resume"]) == 0
+    assert not (out / "checkpoint.npz").exists()
+    assert json.loads((out / "history.json").read_text())["resumed"]
+
+
+def test_progress_bar_only_on_terminals():
+    import io as _io
+
+    from matgrad_jax.progress import FitProgress
+
+    quiet = _io.StringIO()
+    with FitProgress(100, "fit", stream=quiet) as bar:
+        bar.update(50, 1.5, 0.1)
+    assert quiet.getvalue() == ""
+    loud = _io.StringIO()
+    with FitProgress(100, "fit", stream=loud, enabled=True) as bar:
+        bar.update(50, 1.5, 0.1)
+    assert "50/100" in loud.getvalue() and "1.50000000e+00" in loud.getvalue()

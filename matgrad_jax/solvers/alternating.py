@@ -39,6 +39,7 @@ from .result import (
     tree_norm,
     tree_vdot,
 )
+from .stepper import Stepper, promoting, run
 
 
 def _replace(blocks, i, value):
@@ -74,6 +75,14 @@ def alternating_minimize(
     Returns:
       :class:`SolveResult`; the loop runs in one ``lax.while_loop``, so the call jits and vmaps.
     """
+    return run(alternating_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol,
+                                   gtol=gtol, line_search=line_search,
+                                   preconditioners=preconditioners, optimizers=optimizers))
+
+
+def alternating_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None,
+                        line_search="exact", preconditioners=None, optimizers=None) -> Stepper:
+    """:func:`alternating_minimize` as a :class:`Stepper` (for chunked or resumable runs)."""
     init = tuple(init)
     nb = len(init)
     grad = grad or jax.grad(fun, argnums=tuple(range(nb)))
@@ -81,15 +90,16 @@ def alternating_minimize(
         raise ValueError(f"line_search: expected 'exact' or 'armijo', got {line_search!r}")
     precs = tuple(preconditioners) if preconditioners is not None else (None,) * nb
     if len(precs) != nb:
-        raise ValueError(f"preconditioners: expected {nb} entries (one per block), got {len(precs)}")
+        raise ValueError(f"preconditioners: expected {nb} entries (one per block), "
+                         f"got {len(precs)}")
     if isinstance(optimizers, optax.GradientTransformation):
         optimizers = (optimizers,) * nb
     dtype = jnp.result_type(jax.tree_util.tree_leaves(init[0])[0])
     real_dtype = jnp.finfo(dtype).dtype
     tol, gtol = default_tolerances(real_dtype, tol, gtol)
-    with jax.numpy_dtype_promotion("standard" if optimizers else jax.config.jax_numpy_dtype_promotion):
-        return _run(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers,
-                    real_dtype)
+    mode = "standard" if optimizers else None
+    return promoting(mode, _parts)(fun, grad, init, max_iters, tol, gtol, line_search, precs,
+                                   optimizers, real_dtype, mode)
 
 
 def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0):
@@ -115,23 +125,22 @@ def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0):
     return _replace(blocks, i, x), value, jnp.where(alpha > 0, alpha, alpha_prev)
 
 
-def _run(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers, real_dtype):
+def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers, real_dtype,
+           mode):
     nb = len(init)
     f_init = fun(*init)
     g_init = grad(*init)
     gnorm0 = tree_norm(g_init)
     opt_states = tuple(optimizers[i].init(init[i]) for i in range(nb)) if optimizers else ()
     one = jnp.ones((), real_dtype)
-    state0 = dict(blocks=init, f=f_init, k=jnp.zeros((), jnp.int32),
+    state0 = dict(x=init, f=f_init, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
                   code=stopping_code(0, jnp.inf, f_init, gnorm0, gnorm0, tol, gtol, max_iters),
                   alphas=(one,) * nb, opt=opt_states,
                   history=record(empty_history(max_iters, real_dtype), 0, f_init, gnorm0))
 
-    def cond(s):
-        return s["code"] == RUNNING
-
     def body(s):
-        blocks, f, alphas, opt = s["blocks"], s["f"], list(s["alphas"]), list(s["opt"])
+        gnorm0 = s["gnorm0"]
+        blocks, f, alphas, opt = s["x"], s["f"], list(s["alphas"]), list(s["opt"])
         g = grad(*blocks)
         for i in range(nb):
             if i > 0:
@@ -151,10 +160,13 @@ def _run(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers, 
             # Every block refused to move while the gradient is not small: no descent possible.
             stuck = (f_new == f) & (code == RUNNING) & (k > 1)
             code = jnp.where(stuck, STALLED, code)
-        return dict(blocks=blocks, f=f_new, k=k, code=code, alphas=tuple(alphas), opt=tuple(opt),
+        return dict(x=blocks, f=f_new, gnorm0=gnorm0, k=k, code=code, alphas=tuple(alphas), opt=tuple(opt),
                     history=record(s["history"], k, f_new, gnorm))
 
-    s = jax.lax.while_loop(cond, body, state0)
+    return Stepper(state0, promoting(mode, body), finish)
+
+
+def finish(s) -> SolveResult:
     gfin = s["history"].grad_norms[s["k"]]
     converged = jnp.isin(s["code"], jnp.asarray(CONVERGED_CODES))
-    return SolveResult(s["blocks"], s["f"], s["k"], converged, s["code"], gfin, s["history"])
+    return SolveResult(s["x"], s["f"], s["k"], converged, s["code"], gfin, s["history"])

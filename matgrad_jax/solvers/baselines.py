@@ -21,6 +21,7 @@ from .result import (
     tree_norm,
     tree_vdot,
 )
+from .stepper import Stepper, promoting, run
 
 
 def _setup(fun, init, grad, tol, gtol):
@@ -49,21 +50,30 @@ def optax_minimize(fun: Callable, init: Sequence[Any], optimizer: optax.Gradient
     ``linesearch=True`` for transformations that need ``value``/``grad``/``value_fn`` in
     ``update`` (``optax.lbfgs``).
     """
+    return run(optax_stepper(fun, init, optimizer, grad=grad, max_iters=max_iters, tol=tol,
+                             gtol=gtol, linesearch=linesearch))
+
+
+def optax_stepper(fun, init, optimizer, *, grad=None, max_iters=1000, tol=None, gtol=None,
+                  linesearch=False) -> Stepper:
+    """:func:`optax_minimize` as a :class:`Stepper`."""
     # optax mixes int32/int64 counters internally: allow standard promotion for its code even
     # when the caller runs with jax_numpy_dtype_promotion="strict".
-    with jax.numpy_dtype_promotion("standard"):
-        return _optax_loop(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch)
+    return promoting("standard", _optax_parts)(fun, init, optimizer, grad, max_iters, tol, gtol,
+                                               linesearch)
 
 
-def _optax_loop(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
+def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
     x0, packed, packed_grad, real_dtype, tol, gtol = _setup(fun, init, grad, tol, gtol)
     f0, g0 = packed(x0), packed_grad(x0)
     gnorm0 = tree_norm(g0)
-    s0 = dict(x=x0, f=f0, g=g0, k=jnp.zeros((), jnp.int32), opt=optimizer.init(x0),
+    s0 = dict(x=x0, f=f0, g=g0, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
+              opt=optimizer.init(x0),
               code=stopping_code(0, jnp.inf, f0, gnorm0, gnorm0, tol, gtol, max_iters),
               history=record(empty_history(max_iters, real_dtype), 0, f0, gnorm0))
 
     def body(s):
+        gnorm0 = s["gnorm0"]
         if linesearch:
             upd, opt = optimizer.update(s["g"], s["opt"], s["x"], value=s["f"], grad=s["g"],
                                         value_fn=packed)
@@ -78,26 +88,37 @@ def _optax_loop(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
             # First-order methods without a line search may raise f on a step; only a gradient
             # criterion (or running out) ends them.
             code = jnp.where(code == 2, RUNNING, code)
-        return dict(x=x, f=f, g=g, k=k, opt=opt, code=code,
+        return dict(x=x, f=f, g=g, gnorm0=gnorm0, k=k, opt=opt, code=code,
                     history=record(s["history"], k, f, gnorm))
 
-    s = jax.lax.while_loop(lambda s: s["code"] == RUNNING, body, s0)
-    return _result(s)
+    return Stepper(s0, promoting("standard", body), _result)
 
 
 def lbfgs(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None, memory_size=10):
     """optax L-BFGS with its zoom line search (strong Wolfe)."""
-    return optax_minimize(fun, init, optax.lbfgs(memory_size=memory_size), grad=grad,
-                          max_iters=max_iters, tol=tol, gtol=gtol, linesearch=True)
+    return run(lbfgs_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol, gtol=gtol,
+                             memory_size=memory_size))
+
+
+def lbfgs_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None,
+                  memory_size=10) -> Stepper:
+    return optax_stepper(fun, init, optax.lbfgs(memory_size=memory_size), grad=grad,
+                         max_iters=max_iters, tol=tol, gtol=gtol, linesearch=True)
 
 
 def adam(fun, init, *, grad=None, max_iters=5000, tol=None, gtol=None, learning_rate=1e-2,
          decay_steps: int | None = None):
     """optax Adam; the learning rate decays by cosine to 0 over ``decay_steps`` (default
     ``max_iters``) so the iterates settle instead of oscillating at a fixed step."""
+    return run(adam_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol, gtol=gtol,
+                            learning_rate=learning_rate, decay_steps=decay_steps))
+
+
+def adam_stepper(fun, init, *, grad=None, max_iters=5000, tol=None, gtol=None,
+                 learning_rate=1e-2, decay_steps: int | None = None) -> Stepper:
     schedule = optax.cosine_decay_schedule(learning_rate, decay_steps or max_iters)
-    return optax_minimize(fun, init, optax.adam(schedule), grad=grad, max_iters=max_iters,
-                          tol=tol, gtol=gtol)
+    return optax_stepper(fun, init, optax.adam(schedule), grad=grad, max_iters=max_iters,
+                         tol=tol, gtol=gtol)
 
 
 def conjugate_gradient(fun: Callable, init: Sequence[Any], *, grad: Callable | None = None,
@@ -113,6 +134,13 @@ def conjugate_gradient(fun: Callable, init: Sequence[Any], *, grad: Callable | N
     Stops when ``‖∇f‖ <= gtol ‖∇f(x0)‖`` (``tol`` is unused: CG's value decrease is not monotone
     in the residual).
     """
+    return run(cg_stepper(fun, init, grad=grad, preconditioner=preconditioner,
+                          max_iters=max_iters, tol=tol, gtol=gtol))
+
+
+def cg_stepper(fun, init, *, grad=None, preconditioner=None, max_iters=1000, tol=None,
+               gtol=None) -> Stepper:
+    """:func:`conjugate_gradient` as a :class:`Stepper`."""
     x0, packed, packed_grad, real_dtype, _, gtol = _setup(fun, init, grad, tol, gtol)
     prec = preconditioner or (lambda r: r)
     f0, g0 = packed(x0), packed_grad(x0)
@@ -121,11 +149,13 @@ def conjugate_gradient(fun: Callable, init: Sequence[Any], *, grad: Callable | N
     neg = lambda t: jax.tree_util.tree_map(jnp.negative, t)
     r0 = neg(g0)
     z0 = prec(r0)
-    s0 = dict(x=x0, f=f0, r=r0, z=z0, p=z0, rz=tree_vdot(r0, z0), k=jnp.zeros((), jnp.int32),
+    s0 = dict(x=x0, f=f0, gnorm0=gnorm0, r=r0, z=z0, p=z0, rz=tree_vdot(r0, z0),
+              k=jnp.zeros((), jnp.int32),
               code=stopping_code(0, jnp.inf, f0, gnorm0, gnorm0, 0.0, gtol, max_iters),
               history=record(empty_history(max_iters, real_dtype), 0, f0, gnorm0))
 
     def body(s):
+        gnorm0 = s["gnorm0"]
         Ap = hvp(s["p"])
         pAp = tree_vdot(s["p"], Ap)
         alpha = s["rz"] / pAp
@@ -139,10 +169,11 @@ def conjugate_gradient(fun: Callable, init: Sequence[Any], *, grad: Callable | N
         k = s["k"] + 1
         code = stopping_code(k, jnp.inf, f, gnorm, gnorm0, 0.0, gtol, max_iters)
         code = jnp.where(jnp.isfinite(pAp) & (pAp > 0) | (code != RUNNING), code, 5)
-        return dict(x=x, f=f, r=r, z=z, p=p, rz=rz, k=k, code=code,
+        return dict(x=x, f=f, gnorm0=gnorm0, r=r, z=z, p=p, rz=rz, k=k, code=code,
                     history=record(s["history"], k, f, gnorm))
 
-    s = jax.lax.while_loop(lambda s: s["code"] == RUNNING, body, s0)
-    # Report the value at the final point exactly (the recursion drifts by rounding).
-    s["f"] = packed(s["x"])
-    return _result(s)
+    def finish(s):
+        # Report the value at the final point exactly (the recursion drifts by rounding).
+        return _result({**s, "f": packed(s["x"])})
+
+    return Stepper(s0, body, finish)
