@@ -1,9 +1,11 @@
-"""matgrad_jax: hand-derived matrix gradients beside jitted objectives; audit them; fit with them."""
+"""matgrad_jax: hand-derived matrix gradients beside jitted objectives; audit; fit with them."""
 
 from . import identities, problems
 from ._checks import InputError
 from .audit import GradientReport, check_gradient
+from .fit import fit
 from .registry import Derivation, derivations
+from .scale import solve_batch, solve_rows
 from .solvers import SolveResult, alternating_minimize
 
 __version__ = "0.1.0"
@@ -16,7 +18,10 @@ __all__ = [
     "alternating_minimize",
     "check_gradient",
     "derivations",
+    "fit",
     "identities",
     "problems",
+    "solve_batch",
+    "solve_rows",
     "__version__",
 ]

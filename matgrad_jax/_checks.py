@@ -27,12 +27,29 @@ def as_real_array(name: str, x, *, ndim: int = 2, dtype=None) -> jax.Array:
     if isinstance(x, jax.Array) and not is_concrete(x):
         arr = x
     else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # noqa: BLE001 - anything unconvertible is the user's input
-            raise InputError(f"{name}: cannot be read as an array ({exc})") from None
-        if arr.dtype == object:
-            raise InputError(f"{name}: object arrays are not accepted (got dtype=object)")
+        arr = _host_array(name, x)
+    dtype = _check_real(name, arr, ndim, dtype)
+    return jnp.asarray(arr, dtype=dtype)
+
+
+def as_real_numpy(name: str, x, *, ndim: int = 2, dtype=None) -> np.ndarray:
+    """:func:`as_real_array` on the host: a NumPy array (nothing is copied to a device)."""
+    arr = _host_array(name, x)
+    return arr.astype(_check_real(name, arr, ndim, dtype), copy=False)
+
+
+def _host_array(name, x) -> np.ndarray:
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - anything unconvertible is the user's input
+        raise InputError(f"{name}: cannot be read as an array ({exc})") from None
+    if arr.dtype == object:
+        raise InputError(f"{name}: object arrays are not accepted (got dtype=object)")
+    return arr
+
+
+def _check_real(name, arr, ndim, dtype):
+    """Rank, emptiness and kind checks; returns the floating dtype to convert to."""
     if arr.ndim != ndim:
         raise InputError(f"{name}: expected a {ndim}-d array, got shape {tuple(arr.shape)}")
     if 0 in arr.shape:
@@ -44,7 +61,7 @@ def as_real_array(name: str, x, *, ndim: int = 2, dtype=None) -> jax.Array:
         raise InputError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if dtype is None:
         dtype = arr.dtype if kind == "f" else jnp.result_type(float)
-    return jnp.asarray(arr, dtype=dtype)
+    return dtype
 
 
 def check_finite(arrays: Mapping[str, jax.Array]) -> None:

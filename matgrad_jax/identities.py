@@ -17,9 +17,10 @@ All use the Frobenius inner product :math:`A:B = \operatorname{Tr}(A^T B)`.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
-J2 = jnp.array([[0.0, -1.0], [1.0, 0.0]])
+J2 = np.array([[0.0, -1.0], [1.0, 0.0]])  # NumPy: importing must not start a backend
 
 
 def selection_blocks(p: int, m: int, dtype=jnp.float32) -> Array:

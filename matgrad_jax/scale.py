@@ -1,0 +1,276 @@
+r"""Scale-out with JAX's own machinery: many problems over devices, one big problem's rows over
+devices, and several hosts under ``jax.distributed``.
+
+* :func:`solve_batch` — a stack of independent seed-1 problems (one per subcarrier, frame,
+  sensor…). The batch axis is placed with a :class:`~jax.sharding.NamedSharding` over a 1-d
+  :class:`~jax.sharding.Mesh` of all devices, and ``jax.shard_map`` gives each device its slice
+  to solve with the vmapped solver. Each device runs its own ``while_loop``: there is no
+  communication at all, not even to agree when to stop.
+* :func:`solve_rows` — one problem whose ``n`` rows of ``H`` are spread over the devices. The
+  structured gradient ``X G - Y`` is row-parallel with ``G`` (``2m x 2m``) replicated; the
+  Hadamard term and the Woodbury capacitance need ``m``-vectors and ``m x m`` sums over rows,
+  which XLA's SPMD partitioner turns into all-reduces from the sharding annotations.
+* Multi-host: call ``jax.distributed.initialize(...)`` first in every process; ``jax.devices()``
+  then lists the devices of all processes, both functions build their mesh over it, every
+  process passes the same ``data`` (each process copies only its own shards to its devices), and
+  the results are global arrays (``jax.experimental.multihost_utils.process_allgather`` brings
+  them to every host). ``tests/test_scale.py`` runs two processes on loopback.
+
+A batch (or ``n``) that the device count does not divide is padded — with copies of the last
+problem, or with zero rows, which are exactly inert: their gradient ``2 h G`` is zero at the zero
+start — and the padding is cut off at the end. JAX cannot lay an array out unevenly, so in that
+case the returned arrays are replicated rather than sharded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype
+from .fit import METHODS, fit_stepper
+from .problems.channel import DATA_NAMES, DATA_SHAPES, ChannelStats, Problem, channel_statistics
+from .solvers.result import SolveResult
+from .solvers.stepper import run
+
+_OPTIONS = ("max_iters", "tol", "gtol", "precondition", "refine", "learning_rate")
+
+
+def device_mesh(axis_name: str = "batch", devices: Sequence | None = None) -> Mesh:
+    """A 1-d mesh over ``devices`` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.array(devices), (axis_name,))
+
+
+def _validate(data, stacked: bool, dtype=None) -> dict[str, np.ndarray]:
+    """Host-side checks (NumPy: nothing is copied to a device before it is placed)."""
+    what = "a dict of stacked arrays" if stacked else "a dict of arrays"
+    if not isinstance(data, Mapping):
+        raise InputError(f"data: expected {what} {', '.join(DATA_NAMES)}, "
+                         f"got {type(data).__name__}")
+    missing = [k for k in DATA_NAMES if k not in data]
+    if missing:
+        raise InputError(f"data: missing array(s) {', '.join(missing)} "
+                         f"(found: {', '.join(sorted(map(str, data))) or 'none'})")
+    ndim = 3 if stacked else 2
+    arrays = {k: as_real_numpy(k, data[k], ndim=ndim) for k in DATA_NAMES}
+    if stacked:
+        b = arrays["A"].shape[0]
+        for k, a in arrays.items():
+            if a.shape[0] != b:
+                raise InputError(f"{k}: expected a leading batch axis of {b} (as A), "
+                                 f"got shape {a.shape}")
+    one = {k: (a[0] if stacked else a) for k, a in arrays.items()}
+    n, m = one["A"].shape
+    dims = {"n": n, "m": m, "k": one["P"].shape[1], "q": one["S"].shape[0]}
+    check_shapes(DATA_SHAPES, one, dims)
+    dtype = np.dtype(dtype) if dtype is not None else common_float_dtype(*arrays.values())
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        raise InputError("dtype: float64 needs jax_enable_x64 (jax.config.update("
+                         "'jax_enable_x64', True)); pass dtype='float32' otherwise")
+    arrays = {k: a.astype(dtype, copy=False) for k, a in arrays.items()}
+    for k, a in arrays.items():
+        finite = np.isfinite(a)
+        if not finite.all():
+            where = ""
+            if stacked:
+                bad = np.flatnonzero(~finite.reshape(a.shape[0], -1).all(axis=1))
+                where = f" in problem(s) {', '.join(map(str, bad[:5]))}" + (
+                    "…" if bad.size > 5 else "")
+            raise InputError(f"{k}: holds {int((~finite).sum())} NaN/Inf value(s){where}; "
+                             "all data must be finite")
+    return arrays
+
+
+def _options(method, options) -> tuple:
+    if method not in METHODS:
+        raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise InputError(f"unexpected option(s) {', '.join(sorted(unknown))}; "
+                         f"expected some of {', '.join(_OPTIONS)}")
+    return tuple(sorted({"method": method, **options}.items()))
+
+
+def _place(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from a host array: each process copies only its addressable shards."""
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _pad(x: np.ndarray, size: int, axis: int, mode: str) -> np.ndarray:
+    extra = size - x.shape[axis]
+    if extra == 0:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, extra)
+    return np.pad(x, widths, mode=mode)
+
+
+def _check_init(init, shape, dtype):
+    if init is None:
+        return None
+    if not (isinstance(init, Sequence) and len(init) == 2):
+        raise InputError("init: expected a pair (R0, Q0)")
+    out = []
+    for name, x in zip(("R0", "Q0"), init):
+        a = as_real_numpy(name, x, ndim=len(shape), dtype=dtype)
+        if a.shape != shape:
+            raise InputError(f"{name}: expected shape {shape}, got {a.shape}")
+        if not np.isfinite(a).all():
+            raise InputError(f"{name}: holds NaN/Inf values")
+        out.append(a)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Many problems: the batch axis over the devices
+# --------------------------------------------------------------------------------------------
+
+
+def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None, init=None,
+                ridge: float = 0.0, dtype=None, full_result: bool = False, **options):
+    """Solve a stack of seed-1 problems, the batch spread over all devices.
+
+    Args:
+      data: dict of arrays ``A, B, Z, P, S, W``, each with a leading batch axis ``b``
+        (``A: (b, n, m)``, ``P: (b, 2m, k)``, …).
+      method: ``exact``, ``alternating``, ``cg``, ``lbfgs`` or ``adam`` (see :mod:`matgrad_jax.fit`).
+      mesh: a 1-d mesh (default: :func:`device_mesh` over ``jax.devices()``).
+      init: optional stacked start ``(R0, Q0)``, each ``(b, n, m)``; zeros by default.
+      ridge: Tikhonov weight added to every problem.
+      dtype: computation dtype (default: the data's widest float).
+      full_result: return the batched :class:`SolveResult` instead of ``(R, Q)``.
+      options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``.
+
+    Returns:
+      ``(R, Q)``, each ``(b, n, m)``, sharded over the mesh along the batch axis (replicated when
+      the device count does not divide ``b``).
+    """
+    arrays = _validate(data, stacked=True, dtype=dtype)
+    opts = _options(method, options)
+    if not (np.isfinite(ridge) and ridge >= 0):
+        raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
+    b, n, m = arrays["A"].shape
+    dt = arrays["A"].dtype
+    init = _check_init(init, (b, n, m), dt)
+    mesh = mesh if mesh is not None else device_mesh()
+    axis = mesh.axis_names[0]
+    ndev = mesh.shape[axis]
+    padded = -(-b // ndev) * ndev
+    sharding = NamedSharding(mesh, P(axis))
+    placed = {k: _place(_pad(a, padded, 0, "edge"), sharding) for k, a in arrays.items()}
+    x0 = None if init is None else tuple(_place(_pad(a, padded, 0, "edge"), sharding)
+                                         for a in init)
+    res = _solve_batch_sharded(placed, x0, float(ridge), mesh, opts)
+    if padded != b:
+        res = jax.tree_util.tree_map(lambda x: x[:b], res)
+    return res if full_result else res.params
+
+
+@partial(jax.jit, static_argnames=("ridge", "mesh", "opts"))
+def _solve_batch_sharded(arrays, init, ridge, mesh, opts) -> SolveResult:
+    spec = P(mesh.axis_names[0])
+    options = dict(opts)
+
+    def one(a, x0):
+        stats = channel_statistics(*(a[k] for k in DATA_NAMES), ridge)
+        problem = Problem.from_stats(stats, ridge)
+        if x0 is None:
+            z = jnp.zeros_like(a["A"])
+            x0 = (z, z)
+        return run(fit_stepper(problem, x0, **options))
+
+    def local(arrays, init):  # this device's slice of the batch
+        return jax.vmap(one)(arrays, init)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec, spec), out_specs=spec,
+                         check_vma=False)(arrays, init)
+
+
+# --------------------------------------------------------------------------------------------
+# One large problem: the rows of H over the devices
+# --------------------------------------------------------------------------------------------
+
+
+def solve_rows(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None, init=None,
+               ridge: float = 0.0, dtype=None, full_result: bool = False, **options):
+    """Solve one seed-1 problem with the rows of ``H`` (and of ``A``, ``B``, ``W``) sharded.
+
+    ``G`` and every other ``m``- or ``k``-sized array is replicated; the per-row work (``X G``,
+    the Hadamard term, the Woodbury solve) runs on each device's rows, and XLA inserts the
+    all-reduces of the ``m``-vectors and ``m x m`` sums. Arguments as :func:`solve_batch`,
+    without the batch axis. Returns ``(R, Q)`` sharded by rows (replicated when the device count
+    does not divide ``n``).
+    """
+    arrays = _validate(data, stacked=False, dtype=dtype)
+    opts = _options(method, options)
+    if not (np.isfinite(ridge) and ridge >= 0):
+        raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
+    n, m = arrays["A"].shape
+    q = arrays["S"].shape[0]
+    dt = arrays["A"].dtype
+    init = _check_init(init, (n, m), dt)
+    mesh = mesh if mesh is not None else device_mesh("rows")
+    axis = mesh.axis_names[0]
+    ndev = mesh.shape[axis]
+    padded = -(-n // ndev) * ndev
+    rows = NamedSharding(mesh, P(axis, None))
+    rep = NamedSharding(mesh, P())
+    # Zero rows are inert (their gradient 2 h G vanishes at h = 0), so padding is exact.
+    W3 = _pad(arrays["W"].reshape(2, n, q), padded, 1, "constant")
+    placed = dict(
+        A=_place(_pad(arrays["A"], padded, 0, "constant"), rows),
+        B=_place(_pad(arrays["B"], padded, 0, "constant"), rows),
+        W=_place(W3, NamedSharding(mesh, P(None, axis, None))),
+        **{k: _place(arrays[k], rep) for k in ("Z", "P", "S")},
+    )
+    x0 = None if init is None else tuple(_place(_pad(a, padded, 0, "constant"), rows)
+                                         for a in init)
+    res = _solve_rows_sharded(placed, x0, float(ridge), mesh, opts)
+    if padded != n:
+        res = res._replace(params=tuple(x[:n] for x in res.params))
+    return res if full_result else res.params
+
+
+def row_statistics(A, B, Z, P_, S, W3, ridge=0.0) -> ChannelStats:
+    """:func:`~matgrad_jax.problems.channel.channel_statistics` with ``W`` as ``(2, n, q)``
+    (its real and imaginary halves), so that rows can be sharded without mixing the halves."""
+    m = A.shape[1]
+    k, q = P_.shape[1], S.shape[0]
+    if q > k:
+        KKt = P_ @ (S.T @ S) @ P_.T
+        WK = lambda Wh: (Wh @ S) @ P_.T  # noqa: E731
+    else:
+        K = P_ @ S.T
+        KKt = K @ K.T
+        WK = lambda Wh: Wh @ K.T  # noqa: E731
+    K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
+    Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
+    Gi = K21 - K12
+    G = jnp.block([[Gr, Gi], [-Gi, Gr]])
+    W1K, W2K = WK(W3[0]), WK(W3[1])
+    Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
+    z = jnp.diagonal(Z)
+    const = jnp.sum(W3 * W3) + jnp.sum(Z * Z) - jnp.sum(z * z)
+    return ChannelStats(A, B, z, G, Y, const)
+
+
+@partial(jax.jit, static_argnames=("ridge", "mesh", "opts"))
+def _solve_rows_sharded(arrays, init, ridge, mesh, opts) -> SolveResult:
+    axis = mesh.axis_names[0]
+    rows = NamedSharding(mesh, P(axis, None))
+    stats = row_statistics(arrays["A"], arrays["B"], arrays["Z"], arrays["P"], arrays["S"],
+                           arrays["W"], ridge)
+    stats = stats._replace(Y=jax.lax.with_sharding_constraint(stats.Y, rows))
+    if init is None:
+        z = jnp.zeros_like(arrays["A"])
+        init = (z, z)
+    res = run(fit_stepper(Problem.from_stats(stats, ridge), init, **dict(opts)))
+    params = tuple(jax.lax.with_sharding_constraint(x, rows) for x in res.params)
+    return res._replace(params=params)

@@ -1,0 +1,56 @@
+"""Run by tests/test_scale.py in a subprocess with 4 forced host devices."""
+
+import json
+import sys
+
+import jax
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+from matgrad_jax import solve_batch  # noqa: E402
+from matgrad_jax.fit import fit  # noqa: E402
+from matgrad_jax.problems import channel  # noqa: E402
+from matgrad_jax.scale import device_mesh, solve_rows  # noqa: E402
+
+assert jax.device_count() == 4, jax.devices()
+out = {}
+
+
+def spread(x):
+    return sorted({s.device.id for s in x.addressable_shards}), [s.data.shape for s in
+                                                                 x.addressable_shards]
+
+
+ds = [channel.make_data(9, 5, 6, 8, noise=0.01, seed=s) for s in range(8)]
+data = {k: np.stack([np.asarray(d[k]) for d in ds]) for k in channel.DATA_NAMES}
+singles = {}
+for method in ("exact", "cg", "alternating", "lbfgs"):
+    singles[method] = [fit(channel.Problem(*(d[k] for k in channel.DATA_NAMES)), method=method,
+                           max_iters=3000).params for d in ds]
+    for b in (8, 6):  # divisible, and not divisible by the 4 devices
+        R, Q = solve_batch({k: v[:b] for k, v in data.items()}, method=method, max_iters=3000)
+        err = max(float(np.max(np.abs(np.asarray(X[i]) - np.asarray(ref[j]))))
+                  for i, ref in enumerate(singles[method][:b]) for j, X in enumerate((R, Q)))
+        devices, shapes = spread(R)
+        out[f"batch/{method}/{b}"] = dict(shape=list(R.shape), spec=str(R.sharding.spec),
+                                          devices=devices, shard_rows=[s[0] for s in shapes],
+                                          err=err)
+
+# A mesh over two of the four devices, and a full result.
+res = solve_batch(data, method="exact", mesh=device_mesh(devices=jax.devices()[:2]),
+                  full_result=True)
+out["batch/mesh2"] = dict(devices=spread(res.params[0])[0], converged=bool(np.all(res.converged)))
+
+for n in (40, 37):
+    d = channel.make_data(n, 6, 9, 14, noise=0.01, seed=3)
+    arrays = {k: np.asarray(d[k]) for k in channel.DATA_NAMES}
+    ref = fit(channel.Problem(*arrays.values()), method="exact").params
+    for method in ("exact", "cg", "alternating"):
+        R, Q = solve_rows(arrays, method=method, max_iters=5000)
+        err = max(float(np.max(np.abs(np.asarray(X) - np.asarray(Y)))) for X, Y in
+                  zip((R, Q), ref))
+        devices, shapes = spread(R)
+        out[f"rows/{method}/{n}"] = dict(spec=str(R.sharding.spec), devices=devices,
+                                         shard_rows=[s[0] for s in shapes], err=err)
+json.dump(out, sys.stdout)

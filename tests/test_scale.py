@@ -1,0 +1,130 @@
+"""Sharded batches and row-sharded problems on 4 forced host devices, and a two-process
+``jax.distributed`` run on loopback. Each runs in a fresh subprocess: the device count and the
+distributed runtime are fixed when a process first touches JAX."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matgrad_jax import InputError, solve_batch, solve_rows
+from matgrad_jax.problems import channel
+
+HERE = Path(__file__).parent
+
+
+def _env(devices):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    proc = subprocess.run([sys.executable, str(HERE / "scripts" / "scale_checks.py")],
+                          env=_env(4), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("method", ["exact", "cg", "alternating", "lbfgs"])
+def test_batch_sharded_equals_single_device(four_devices, method):
+    full = four_devices[f"batch/{method}/8"]
+    assert full["shape"] == [8, 9, 5] and full["spec"] == "P('batch',)"
+    assert full["devices"] == [0, 1, 2, 3] and full["shard_rows"] == [2, 2, 2, 2]
+    assert full["err"] <= 1e-12
+    # 6 problems on 4 devices: padded to 8 for the solve, cut back, still right
+    odd = four_devices[f"batch/{method}/6"]
+    assert odd["shape"] == [6, 9, 5] and odd["err"] <= 1e-12
+
+
+def test_batch_on_a_sub_mesh(four_devices):
+    assert four_devices["batch/mesh2"] == {"devices": [0, 1], "converged": True}
+
+
+@pytest.mark.parametrize("method, tol", [("exact", 1e-12), ("cg", 1e-12),
+                                         ("alternating", 1e-5)])
+def test_rows_sharded_equals_exact(four_devices, method, tol):
+    even = four_devices[f"rows/{method}/40"]
+    assert even["spec"] == "P('rows', None)" and even["shard_rows"] == [10, 10, 10, 10]
+    assert even["err"] <= tol
+    assert four_devices[f"rows/{method}/37"]["err"] <= tol  # zero-padded rows are inert
+
+
+def test_two_processes_with_jax_distributed(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "summary.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "matgrad_jax.multihost", "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "2", "--process-id", str(i), "--local-devices", "2",
+         "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (so, se) in zip(procs, outs):
+        assert p.returncode == 0, se[-3000:]
+    # the JSON line among the runtime's own chatter (gloo prints to stdout)
+    lines = [json.loads(next(ln for ln in so.splitlines() if ln.startswith('{"process"')))
+             for so, _ in outs]
+    assert [ln["process"] for ln in lines] == [0, 1]
+    for ln in lines:
+        assert ln["process_count"] == 2 and ln["global_devices"] == 4
+        assert ln["local_devices"] == 2 and not ln["fully_addressable"]
+        assert ln["gathered_shape"] == [12, 9, 5] and ln["max_error_vs_single"] <= 1e-12
+    # each process solved its own half of the batch
+    assert lines[0]["local_problems"] == list(range(6))
+    assert lines[1]["local_problems"] == list(range(6, 12))
+    assert json.loads(out.read_text())["process_count"] == 2
+
+
+# Input checks run in this process (one device).
+
+
+def _batch(b=3):
+    ds = [channel.make_data(7, 4, 5, 6, noise=0.01, seed=s) for s in range(b)]
+    return {k: np.stack([np.asarray(d[k]) for d in ds]) for k in channel.DATA_NAMES}
+
+
+def test_solve_batch_single_device_and_init():
+    data = _batch()
+    R, Q = solve_batch(data)
+    ref = channel.solve_exact(*(data[k][1] for k in channel.DATA_NAMES))
+    np.testing.assert_allclose(R[1], ref[0], atol=1e-10)
+    res = solve_batch(data, method="cg", init=(R, Q), full_result=True)
+    assert np.all(res.converged)
+    np.testing.assert_allclose(res.params[0], R, atol=1e-10)  # started at the answer, stays
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("S"), "data: missing array(s) S"),
+    (lambda d: d.__setitem__("W", d["W"][:2]), "W: expected a leading batch axis of 3"),
+    (lambda d: d.__setitem__("A", d["A"][0]), "A: expected a 3-d array"),
+    (lambda d: d.__setitem__("P", d["P"][:, :-1]), "P: expected shape (2m, k)"),
+    (lambda d: d["Z"].__setitem__((2, 0, 0), np.inf), "Z: holds 1 NaN/Inf value(s) in problem(s) 2"),
+    (lambda d: d.__setitem__("B", d["B"] * 1j), "B: expected real data"),
+])
+def test_solve_batch_bad_input(mutate, message):
+    data = _batch()
+    mutate(data)
+    with pytest.raises(InputError) as exc:
+        solve_batch(data)
+    assert message in str(exc.value)
+
+
+def test_bad_options_and_start():
+    data = _batch()
+    with pytest.raises(InputError, match="method: expected one of"):
+        solve_batch(data, method="newton")
+    with pytest.raises(InputError, match="unexpected option"):
+        solve_batch(data, max_iter=3)
+    with pytest.raises(InputError, match=r"R0: expected shape \(3, 7, 4\)"):
+        solve_batch(data, init=(np.zeros((3, 4, 7)), np.zeros((3, 7, 4))))
+    with pytest.raises(InputError, match="expected a dict"):
+        solve_rows([1, 2])
