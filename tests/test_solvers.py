@@ -101,3 +101,13 @@ def test_contract_names_importable():
     assert callable(matgrad_jax.alternating_minimize) and callable(matgrad_jax.check_gradient)
     assert matgrad_jax.SolveResult is not None and callable(ch_exact) and callable(gr_exact)
     from matgrad_jax.testing import assert_gradient  # noqa: F401
+
+
+def test_optax_loop_ends_at_max_iters_when_steps_are_zero():
+    # A zero step (learning rate 0, or the end of a decayed schedule) is a zero decrease; the
+    # first-order loop ignores the decrease rule and once never reached its cap: it must stop.
+    from matgrad_jax.solvers import adam
+
+    fun = lambda x: jnp.sum((x - 1.0) ** 2)  # noqa: E731
+    res = adam(fun, (jnp.zeros(3),), learning_rate=0.0, max_iters=25, tol=0.0, gtol=0.0)
+    assert int(res.iterations) == 25 and res.reason == "max_iters reached"

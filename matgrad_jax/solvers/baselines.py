@@ -12,6 +12,8 @@ import optax
 
 from .result import (
     CONVERGED_CODES,
+    DECREASE,
+    MAX_ITERS,
     RUNNING,
     SolveResult,
     default_tolerances,
@@ -87,7 +89,10 @@ def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
         if not linesearch:
             # First-order methods without a line search may raise f on a step; only a gradient
             # criterion (or running out) ends them.
-            code = jnp.where(code == 2, RUNNING, code)
+            code = jnp.where(code == DECREASE, RUNNING, code)
+            # ...and the cap must still apply (a zero step at the end of a decayed schedule is a
+            # zero decrease: without this the loop never ended).
+            code = jnp.where((code == RUNNING) & (k >= max_iters), MAX_ITERS, code)
         return dict(x=x, f=f, g=g, gnorm0=gnorm0, k=k, opt=opt, code=code,
                     history=record(s["history"], k, f, gnorm))
 
