@@ -35,7 +35,14 @@ from jax.sharding import PartitionSpec as P
 
 from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype
 from .fit import METHODS, fit_stepper
-from .problems.channel import DATA_NAMES, DATA_SHAPES, ChannelStats, Problem, channel_statistics
+from .problems.channel import (
+    DATA_NAMES,
+    DATA_SHAPES,
+    ChannelStats,
+    Problem,
+    channel_statistics,
+    with_reference,
+)
 from .solvers.result import SolveResult
 from .solvers.stepper import run
 
@@ -257,8 +264,7 @@ def row_statistics(A, B, Z, P_, S, W3, ridge=0.0) -> ChannelStats:
     W1K, W2K = WK(W3[0]), WK(W3[1])
     Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
     z = jnp.diagonal(Z)
-    const = jnp.sum(W3 * W3) + jnp.sum(Z * Z) - jnp.sum(z * z)
-    return ChannelStats(A, B, z, G, Y, const)
+    return with_reference(A, B, z, G, Y, jnp.sum(W3 * W3) + jnp.sum(Z * Z) - jnp.sum(z * z))
 
 
 @partial(jax.jit, static_argnames=("ridge", "mesh", "opts"))
@@ -267,7 +273,8 @@ def _solve_rows_sharded(arrays, init, ridge, mesh, opts) -> SolveResult:
     rows = NamedSharding(mesh, P(axis, None))
     stats = row_statistics(arrays["A"], arrays["B"], arrays["Z"], arrays["P"], arrays["S"],
                            arrays["W"], ridge)
-    stats = stats._replace(Y=jax.lax.with_sharding_constraint(stats.Y, rows))
+    stats = stats._replace(**{f: jax.lax.with_sharding_constraint(getattr(stats, f), rows)
+                              for f in ("Y", "X0", "dY")})
     if init is None:
         z = jnp.zeros_like(arrays["A"])
         init = (z, z)

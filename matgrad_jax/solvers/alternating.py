@@ -65,7 +65,7 @@ def alternating_minimize(
       init: tuple of blocks (arrays or pytrees).
       grad: ``grad(*blocks) -> tuple of block gradients``; default ``jax.grad`` of ``fun``.
       max_iters: maximum number of sweeps.
-      tol: stop when one sweep lowers ``f`` by at most ``tol * |f|`` (default ``1e4 eps``).
+      tol: stop when one sweep lowers ``f`` by at most ``tol * |f|`` (default ``eps^(3/4)``).
       gtol: stop when ``‖∇f‖ <= gtol * ‖∇f(init)‖`` (default ``eps^(2/3)``).
       line_search: ``"exact"`` (Hessian-vector curvature, Armijo safeguard) or ``"armijo"``
         (backtracking from the previous step).

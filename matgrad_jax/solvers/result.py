@@ -96,9 +96,10 @@ def record(history: History, k, value, grad_norm) -> History:
 
 
 def default_tolerances(dtype, tol, gtol):
-    """Defaults from the dtype: tol = 1e4·eps (2.2e-12 in float64), gtol = eps^(2/3)."""
+    """Defaults from the dtype: tol = eps^(3/4) (1.1e-12 in float64, 6.4e-6 in float32),
+    gtol = eps^(2/3)."""
     eps = float(jnp.finfo(dtype).eps)
-    return (1e4 * eps if tol is None else tol), (eps ** (2 / 3) if gtol is None else gtol)
+    return (eps ** 0.75 if tol is None else tol), (eps ** (2 / 3) if gtol is None else gtol)
 
 
 def stopping_code(k, f_old, f_new, gnorm, gnorm0, tol, gtol, max_iters):
