@@ -30,8 +30,9 @@ lint: $(VENV)/.test-deps
 	$(PY) -m ruff check matgrad_jax tests benchmarks
 
 bench: $(VENV)/.run-deps
-	$(PY) benchmarks/bench_gradient.py --dtype float32
-	$(PY) benchmarks/bench_gradient.py --dtype float64
+	$(PY) -m matgrad_jax bench all
+	$(PY) -m matgrad_jax bench plots
+	$(PY) -m matgrad_jax bench report README.md
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

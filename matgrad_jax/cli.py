@@ -242,6 +242,42 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Run one benchmark (its own options follow), all of them, the plots or the README section."""
+    from .bench import BENCHMARKS, load
+
+    name, rest = args.name, args.rest
+    if name in BENCHMARKS:
+        load(name).main(rest)
+        return 0
+    if name == "plots":
+        from .bench.plots import plot_all
+
+        for path in plot_all(rest[0] if rest else None):
+            print(f"wrote {path}")
+        return 0
+    if name == "report":
+        from .bench.report import update_readme
+
+        readme = rest[0] if rest else "README.md"
+        changed = update_readme(readme)
+        print(f"{readme}: performance section {'updated' if changed else 'unchanged'}")
+        return 0
+    if name == "all":
+        quick = ["--quick"] if "--quick" in rest else []
+        for bench, argv in [("gradient", ["--dtype", "float32"]),
+                            ("gradient", ["--dtype", "float64"]),
+                            ("solvers", ["--dtype", "float64"]),
+                            ("solvers", ["--dtype", "float32"]),
+                            ("spectral", []), ("batch", []), ("audit", []), ("devices", [])]:
+            print(f"\n=== matgrad bench {bench} {' '.join(argv + quick)} ===", flush=True)
+            load(bench).main(argv + quick)
+        return 0
+    print(f"error: bench: expected one of {', '.join([*BENCHMARKS, 'all', 'plots', 'report'])}, "
+          f"got {name!r}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="matgrad", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -285,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true",
                    help="overwrite an existing result or discard an existing checkpoint")
     f.set_defaults(func=cmd_fit)
+    b = sub.add_parser("bench", help="benchmarks: gradient, solvers, spectral, batch, audit, "
+                       "devices, all, plots, report",
+                       description="matgrad bench NAME [options of that benchmark]; "
+                       "e.g. matgrad bench spectral --sizes 256 512 or matgrad bench gradient "
+                       "--help. 'all' runs every benchmark at its default sizes, 'plots' draws "
+                       "PNGs and 'report' rewrites README.md's performance section from "
+                       "benchmarks/results/*.json.")
+    b.add_argument("name")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,0 +1,106 @@
+"""Many small seed-1 problems: one vmapped solve vs a Python loop of single jitted solves.
+
+Both paths compile once and start from the raw arrays (statistics and solve in one jitted
+function), so the difference is what batching buys: one dispatch and wide kernels instead of one
+dispatch per problem. The loop is timed over ``--loop-sample`` problems and scaled to the batch
+(its cost per problem is constant). Usage:
+    matgrad bench batch [--batch 4096] [--size 8,4,6,10] [--methods exact cg] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..fit import fit_stepper
+from ..problems import channel
+from ..solvers.stepper import run
+from .common import machine, median_time, print_table, write_result
+
+
+def _solver(method, max_iters):
+    def one(A, B, Z, P, S, W):
+        problem = channel.Problem.from_stats(channel.channel_statistics(A, B, Z, P, S, W))
+        z = jnp.zeros_like(A)
+        return run(fit_stepper(problem, (z, z), method=method, max_iters=max_iters)).params
+    return one
+
+
+def make_batch(b, size, dtype, seed=0):
+    n, m, k, q = size
+    keys = np.arange(b) + seed
+    make = jax.jit(jax.vmap(lambda s: channel._make_data(n, m, k, q, 0.01, s, jnp.dtype(dtype),
+                                                         1.0)))
+    d = make(jnp.asarray(keys))
+    return [d[name] for name in channel.DATA_NAMES]
+
+
+def bench_method(method, arrays, loop_sample, repeats, max_iters):
+    one = _solver(method, max_iters)
+    batched = jax.jit(jax.vmap(one))
+    single = jax.jit(one)
+    b = arrays[0].shape[0]
+    t_batch = median_time(batched, *arrays, repeats=repeats)
+    per = [[np.asarray(a[i]) for a in arrays] for i in range(min(loop_sample, b))]
+    per = [[jnp.asarray(x) for x in p] for p in per]  # on the device, as a user's loop would be
+    jax.block_until_ready(single(*per[0]))
+
+    def loop():
+        out = None
+        for p in per:
+            out = single(*p)
+        return out
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(loop())
+        times.append(time.perf_counter() - t0)
+    t_loop = float(np.median(times)) * b / len(per)
+    R_b = np.asarray(batched(*arrays)[0][: len(per)])
+    R_l = np.stack([np.asarray(single(*p)[0]) for p in per])
+    return {"batch_s": t_batch, "loop_s": t_loop, "loop_measured_on": len(per),
+            "throughput_ratio": t_loop / t_batch,
+            "problems_per_s_batch": b / t_batch, "problems_per_s_loop": b / t_loop,
+            "max_abs_diff": float(np.max(np.abs(R_b - R_l)))}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--size", default="8,4,6,10")
+    p.add_argument("--methods", nargs="*", default=["exact", "cg"])
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--loop-sample", type=int, default=512)
+    p.add_argument("--max-iters", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    b = 32 if a.quick else a.batch
+    size = tuple(int(v) for v in a.size.split(","))
+    arrays = make_batch(b, size, a.dtype)
+    results = []
+    for method in a.methods:
+        r = bench_method(method, arrays, min(a.loop_sample, 8 if a.quick else b),
+                         1 if a.quick else a.repeats, a.max_iters)
+        results.append({"method": method, **r})
+    print_table(f"{b} problems of (n, m, k, q) = {size}, {a.dtype}",
+                ["method", "vmapped ms", "loop ms", "throughput ratio", "problems/s (vmap)"],
+                [[r["method"], f"{1e3 * r['batch_s']:.1f}", f"{1e3 * r['loop_s']:.1f}",
+                  f"{r['throughput_ratio']:.0f}x", f"{r['problems_per_s_batch']:.0f}"]
+                 for r in results])
+    doc = {"benchmark": "batch", "dtype": a.dtype, "batch": b, "size": list(size),
+           "machine": machine(), "results": results}
+    if not a.quick or a.out:
+        write_result(doc, "batch", a.out)
+    return doc
+
+
+if __name__ == "__main__":
+    main()

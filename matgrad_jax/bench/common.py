@@ -1,0 +1,77 @@
+"""Shared benchmark plumbing: timing, the machine record, tables, JSON results."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+
+
+def default_results_dir() -> Path:
+    """``benchmarks/results`` of the source tree when run from it, else ``./benchmark-results``."""
+    repo = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    return repo if repo.parent.is_dir() else Path("benchmark-results")
+
+
+def median_time(fn, *args, repeats: int = 7, budget_s: float | None = None) -> float:
+    """Median wall time of ``fn(*args)`` after one warm-up (compile) call, outputs blocked on.
+
+    ``budget_s``: fewer repeats (at least 1) when one call would push the total past it.
+    """
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    if budget_s is not None:
+        repeats = max(1, min(repeats, int(budget_s // max(first, 1e-9))))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def machine() -> dict:
+    dev = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return {"platform": dev.platform, "device": dev.device_kind, "device_count": len(jax.devices()),
+            "cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                        enumerate(zip(r, widths))))
+
+
+def write_result(doc: dict, name: str, out: str | os.PathLike | None = None) -> Path:
+    """Atomically write ``doc`` to ``out`` or ``<results>/<name>_<platform>[_<dtype>].json``."""
+    from ..io import atomic_write_json
+
+    if out is None:
+        plat = doc["machine"]["platform"]
+        suffix = f"_{doc['dtype']}" if "dtype" in doc else ""
+        out = default_results_dir() / f"{name}_{plat}{suffix}.json"
+    atomic_write_json(out, doc)
+    print(f"\nwrote {out}")
+    return Path(out)
+
+
+def fmt_ms(seconds) -> str:
+    return "—" if seconds is None else f"{1e3 * seconds:.3f}"

@@ -1,0 +1,96 @@
+"""Throughput of :func:`~matgrad_jax.solve_batch` against the number of devices.
+
+Each device count runs in a fresh process (the count is fixed when JAX starts): on CPU with
+``--xla_force_host_platform_device_count=D`` (the devices then share this machine's cores, so the
+curve flattens at the core count), on GPU with the first D GPUs. Usage:
+    matgrad bench devices [--devices 1 2 4] [--batch 4096] [--size 16,8,12,20] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from .common import machine, print_table, write_result
+
+_WORKER = r"""
+import json, sys, time
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+from matgrad_jax import solve_batch
+from matgrad_jax.bench.batch import make_batch
+from matgrad_jax.problems import channel
+from matgrad_jax.scale import device_mesh
+b, size, method, repeats, d = json.loads(sys.argv[1])
+devices = jax.devices()[:d]
+arrays = dict(zip(channel.DATA_NAMES, (np.asarray(a) for a in make_batch(b, tuple(size),
+                                                                          "float64"))))
+mesh = device_mesh(devices=devices)
+jax.block_until_ready(solve_batch(arrays, method=method, mesh=mesh))
+times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(solve_batch(arrays, method=method, mesh=mesh))
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"devices": len(devices), "platform": devices[0].platform,
+                  "median_s": float(np.median(times))}))
+"""
+
+
+def run_one(d, b, size, method, repeats, platform):
+    env = dict(os.environ)
+    if platform == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                            f" --xla_force_host_platform_device_count={d}")
+    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps([b, size, method, repeats,
+                                                                     d])],
+                          env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"device count {d}: {proc.stderr.strip().splitlines()[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--devices", nargs="*", type=int, default=[1, 2, 4])
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--size", default="16,8,12,20")
+    p.add_argument("--methods", nargs="*", default=["exact", "cg"])
+    p.add_argument("--platform", default=None, help="cpu (forced host devices) or gpu")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    info = machine()
+    platform = a.platform or info["platform"]
+    b = 64 if a.quick else a.batch
+    size = [int(v) for v in a.size.split(",")]
+    devices = [1, 2] if a.quick else a.devices
+    results = []
+    for method in a.methods[:1] if a.quick else a.methods:
+        rows = [run_one(d, b, size, method, 1 if a.quick else a.repeats, platform)
+                for d in devices]
+        base = rows[0]["median_s"]
+        for r in rows:
+            r.update(method=method, problems_per_s=b / r["median_s"],
+                     speedup_vs_first=base / r["median_s"])
+        results += rows
+    print_table(f"solve_batch: {b} problems of (n, m, k, q) = {tuple(size)}, float64, "
+                f"{platform}", ["method", "devices", "median ms", "problems/s", "speed-up"],
+                [[r["method"], r["devices"], f"{1e3 * r['median_s']:.1f}",
+                  f"{r['problems_per_s']:.0f}", f"{r['speedup_vs_first']:.2f}x"]
+                 for r in results])
+    doc = {"benchmark": "devices", "platform": platform, "batch": b, "size": size,
+           "machine": {**info, "platform": platform}, "results": results,
+           "note": "forced host devices share the machine's cores" if platform == "cpu" else ""}
+    if not a.quick or a.out:
+        write_result(doc, "devices", a.out)
+    return doc
+
+
+if __name__ == "__main__":
+    main()

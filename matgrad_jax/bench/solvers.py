@@ -1,0 +1,150 @@
+"""Seed-1 solvers: time and iterations to a relative gap of 1e-10 (float64) / 1e-5 (float32).
+
+The optimum ``f*`` is the exact solve in float64 with two refinement steps. Each iterative method
+runs with its stopping rules off (``tol = gtol = 0``) up to a cap; the iterations to the target
+are found by evaluating its iterates in float64, and the time to the target is the median wall
+time of the capped run pro-rated to those iterations (the per-iteration cost is constant for
+these methods). Usage:
+    matgrad bench solvers [--dtype float64|float32] [--size 128,64,128,256] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..fit import fit_advance, fit_problem, fit_start
+from ..solvers.result import RUNNING
+from ..problems import channel
+from .common import machine, print_table, write_result
+
+CAPS = {"alternating_seed": 5000, "alternating": 3000, "cg": 500, "lbfgs": 1000, "adam": 20000}
+LABELS = {
+    "exact": "exact (Cholesky + Woodbury)",
+    "alternating_seed": "alternating, as the seed (plain block gradient steps)",
+    "alternating": "alternating + Re G block preconditioner",
+    "cg": "CG + I⊗G⁻¹ preconditioner",
+    "lbfgs": "L-BFGS (optax)",
+    "adam": "Adam (optax, cosine decay)",
+}
+
+
+def _problem(size, p_condition, dtype, seed=0):
+    n, m, k, q = size
+    d = channel.make_data(n, m, k, q, noise=0.01, seed=seed, p_condition=p_condition,
+                          dtype=jnp.float64)
+    data = [d[x] for x in channel.DATA_NAMES]
+    exact64 = channel.Problem(*data)
+    f_star = float(fit_problem(exact64, None, method="exact", refine=2).value)
+    return channel.Problem(*data, dtype=dtype), exact64, f_star
+
+
+def _gap(problem64, f_star, params) -> float:
+    x = tuple(jnp.asarray(v, jnp.float64) for v in params)
+    return (float(problem64.value(*x)) - f_star) / abs(f_star)
+
+
+def _iterations_to_target(problem, problem64, f_star, opts, target, cap):
+    """First iteration whose iterate is within ``target`` of f*, judged in float64 (the solver's
+    own float32 values are too coarse near the optimum). The solver is advanced in chunks that
+    grow by 10% (the answer is exact to within a chunk) with the same step as the timed run."""
+    if opts["method"] == "exact":
+        g = _gap(problem64, f_star, fit_problem(problem, None, **opts).params)
+        return (0 if g <= target else None), g
+    z = jnp.zeros(problem.shape, problem.dtype)
+    state = fit_start(problem, (z, z), **opts)
+    best, stop = np.inf, 0
+    while stop < cap:
+        stop = min(cap, stop + 1 if stop < 10 else int(np.ceil(stop * 1.1)))
+        state = fit_advance(problem, state, jnp.asarray(stop, jnp.int32), **opts)
+        g = _gap(problem64, f_star, state["x"])
+        best = min(best, g)
+        if g <= target:
+            return int(state["k"]), best
+        if int(state["code"]) != RUNNING:
+            break
+    return None, best
+
+
+def bench_case(size, p_condition, dtype, target, repeats, caps, budget_s=20.0):
+    problem, problem64, f_star = _problem(size, p_condition, dtype)
+    z = jnp.zeros(problem.shape, problem.dtype)
+    rows = {}
+    for key in ("exact", *caps):
+        cap = caps.get(key, 1)
+        method = "alternating" if key == "alternating_seed" else key
+        opts = dict(method=method, max_iters=cap)
+        if key == "alternating_seed":
+            opts.update(precondition=False)
+        if method != "exact":
+            opts.update(tol=0.0, gtol=0.0)
+        run = jax.jit(lambda p, x0, o=tuple(opts.items()): fit_problem(p, x0, **dict(o)))
+        compiled = run.lower(problem, (z, z)).compile()  # compile without running
+        times = []
+        # at least `repeats` runs, more (up to 50) for fast ones, fewer for slow ones
+        while (len(times) < repeats and sum(times) < budget_s) or (sum(times) < 1.0
+                                                                   and len(times) < 50):
+            t0 = time.perf_counter()
+            res = jax.block_until_ready(compiled(problem, (z, z)))
+            times.append(time.perf_counter() - t0)
+        seconds = float(np.median(times))
+        print(f"  {key}: {int(res.iterations)} iterations, {seconds:.4f} s ({len(times)} runs)",
+              flush=True)
+        taken = int(res.iterations)
+        k, best = _iterations_to_target(problem, problem64, f_star, opts, target, cap)
+        per_iter = seconds / max(taken, 1)
+        rows[key] = {
+            "label": LABELS[key], "repeats": len(times),
+            "iterations_to_target": k,
+            "time_to_target_s": (seconds if method == "exact" else
+                                 (None if k is None else k * per_iter)),
+            "best_gap": best,
+            "iterations_run": taken, "run_s": seconds,
+        }
+    ex = rows["exact"]["time_to_target_s"]
+    ratio = {k: (None if rows[k]["time_to_target_s"] is None else rows[k]["time_to_target_s"] / ex)
+             for k in ("alternating_seed", "alternating")}
+    return {"size": list(size), "p_condition": p_condition, "target_gap": target,
+            "f_star": f_star, "methods": rows,
+            "exact_speedup_vs_alternating": ratio["alternating_seed"],
+            "exact_speedup_vs_preconditioned_alternating": ratio["alternating"]}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--size", default="128,64,128,256")
+    p.add_argument("--conditions", default="1,1000", help="P column-scale spreads")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    size = (12, 8, 10, 14) if a.quick else tuple(int(v) for v in a.size.split(","))
+    caps = {k: (60 if a.quick else v) for k, v in CAPS.items()}
+    target = 1e-10 if a.dtype == "float64" else 1e-5
+    results = []
+    for pc in (float(c) for c in a.conditions.split(",")):
+        r = bench_case(size, pc, jnp.dtype(a.dtype), target, 1 if a.quick else a.repeats, caps)
+        results.append(r)
+        print_table(f"(n, m, k, q) = {size}, {a.dtype}, P condition {pc:g}: to gap {target:g}",
+                    ["method", "iterations", "time ms", "best gap", "vs exact"],
+                    [[m, "—" if v["iterations_to_target"] is None else v["iterations_to_target"],
+                      "not reached" if v["time_to_target_s"] is None
+                      else f"{1e3 * v['time_to_target_s']:.2f}", f"{v['best_gap']:.1e}",
+                      "—" if v["time_to_target_s"] is None else
+                      f"{v['time_to_target_s'] / r['methods']['exact']['time_to_target_s']:.0f}x"]
+                     for m, v in r["methods"].items()])
+    doc = {"benchmark": "solvers", "dtype": a.dtype, "machine": machine(), "results": results,
+           "caps": caps, "timing": "median of repeats, pro-rated to the iterations to target"}
+    if not a.quick or a.out:
+        write_result(doc, "solvers", a.out)
+    return doc
+
+
+if __name__ == "__main__":
+    main()
