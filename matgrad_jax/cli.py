@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -271,7 +272,12 @@ def cmd_bench(args) -> int:
                             ("solvers", ["--dtype", "float32"]),
                             ("spectral", []), ("batch", []), ("audit", []), ("devices", [])]:
             print(f"\n=== matgrad bench {bench} {' '.join(argv + quick)} ===", flush=True)
-            load(bench).main(argv + quick)
+            # A fresh process each: state left by one benchmark (BLAS thread pools spun up by
+            # large SVDs, held memory) slowed small LAPACK calls in the next by 100x.
+            code = subprocess.call([sys.executable, "-m", "matgrad_jax", "bench", bench,
+                                    *argv, *quick])
+            if code:
+                return code
         return 0
     print(f"error: bench: expected one of {', '.join([*BENCHMARKS, 'all', 'plots', 'report'])}, "
           f"got {name!r}", file=sys.stderr)
