@@ -174,14 +174,15 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
     placed = {k: _place(_pad(a, padded, 0, "edge"), sharding) for k, a in arrays.items()}
     x0 = None if init is None else tuple(_place(_pad(a, padded, 0, "edge"), sharding)
                                          for a in init)
-    res = _solve_batch_sharded(placed, x0, float(ridge), mesh, opts)
+    # Only (R, Q) unless asked: XLA then drops the histories and final values from the program.
+    res = _solve_batch_sharded(placed, x0, float(ridge), mesh, opts, bool(full_result))
     if padded != b:
         res = jax.tree_util.tree_map(lambda x: x[:b], res)
-    return res if full_result else res.params
+    return res
 
 
-@partial(jax.jit, static_argnames=("ridge", "mesh", "opts"))
-def _solve_batch_sharded(arrays, init, ridge, mesh, opts) -> SolveResult:
+@partial(jax.jit, static_argnames=("ridge", "mesh", "opts", "full"))
+def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True):
     spec = P(mesh.axis_names[0])
     options = dict(opts)
 
@@ -191,7 +192,8 @@ def _solve_batch_sharded(arrays, init, ridge, mesh, opts) -> SolveResult:
         if x0 is None:
             z = jnp.zeros_like(a["A"])
             x0 = (z, z)
-        return run(fit_stepper(problem, x0, **options))
+        res = run(fit_stepper(problem, x0, **options))
+        return res if full else res.params
 
     def local(arrays, init):  # this device's slice of the batch
         return jax.vmap(one)(arrays, init)

@@ -40,15 +40,21 @@ print(json.dumps({"devices": len(devices), "platform": devices[0].platform,
 """
 
 
-def run_one(d, b, size, method, repeats, platform):
+def run_one(d, b, size, method, repeats, platform, timeout=90):
     env = dict(os.environ)
     if platform == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                             f" --xla_force_host_platform_device_count={d}")
-    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps([b, size, method, repeats,
-                                                                     d])],
-                          env=env, capture_output=True, text=True, timeout=900)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _WORKER,
+                               json.dumps([b, size, method, repeats, d])],
+                              env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # XLA:CPU with several forced host devices sometimes never returns from a large
+        # batched program (jaxlib 0.10.2); record it instead of waiting forever.
+        print(f"  {d} device(s), {method}: no result within {timeout} s (hung)", flush=True)
+        return {"devices": d, "platform": platform, "median_s": None, "hung": True}
     if proc.returncode != 0:
         raise RuntimeError(f"device count {d}: {proc.stderr.strip().splitlines()[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -76,13 +82,17 @@ def main(argv=None):
                 for d in devices]
         base = rows[0]["median_s"]
         for r in rows:
-            r.update(method=method, problems_per_s=b / r["median_s"],
-                     speedup_vs_first=base / r["median_s"])
+            ok = r["median_s"] is not None and base is not None
+            r.update(method=method,
+                     problems_per_s=b / r["median_s"] if r["median_s"] else None,
+                     speedup_vs_first=base / r["median_s"] if ok else None)
         results += rows
     print_table(f"solve_batch: {b} problems of (n, m, k, q) = {tuple(size)}, float64, "
                 f"{platform}", ["method", "devices", "median ms", "problems/s", "speed-up"],
-                [[r["method"], r["devices"], f"{1e3 * r['median_s']:.1f}",
-                  f"{r['problems_per_s']:.0f}", f"{r['speedup_vs_first']:.2f}x"]
+                [[r["method"], r["devices"],
+                  "hung" if r["median_s"] is None else f"{1e3 * r['median_s']:.1f}",
+                  "—" if r["problems_per_s"] is None else f"{r['problems_per_s']:.0f}",
+                  "—" if r["speedup_vs_first"] is None else f"{r['speedup_vs_first']:.2f}x"]
                  for r in results])
     doc = {"benchmark": "devices", "platform": platform, "batch": b, "size": size,
            "machine": {**info, "platform": platform}, "results": results,

@@ -58,7 +58,7 @@ def plot_all(results_dir: str | Path | None = None) -> list[Path]:
             ax.set_ylabel(f"ms to gap {doc['results'][0]['target_gap']:g} (0: not reached)")
         elif kind == "devices":
             for m in sorted({r["method"] for r in doc["results"]}):
-                rs = [r for r in doc["results"] if r["method"] == m]
+                rs = [r for r in doc["results"] if r["method"] == m and r.get("problems_per_s")]
                 ax.plot([r["devices"] for r in rs], [r["problems_per_s"] for r in rs], "o-",
                         label=m)
             ax.set_xlabel("devices")
