@@ -111,18 +111,21 @@ def fit_finish(problem: Problem, state: dict, **options) -> SolveResult:
     return fit_stepper(problem, state["x"], **options).finish(state)
 
 
+def _start(problem: Problem, init):
+    """``init`` checked against the problem and cast, or zeros."""
+    if init is None:
+        z = jnp.zeros(problem.shape, problem.dtype)
+        return (z, z)
+    problem._check_point(*init)
+    return tuple(jnp.asarray(x, problem.dtype) for x in init)
+
+
 def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: int = 1000,
         tol=None, gtol=None, **options) -> SolveResult:
     """Check the method and the start, then :func:`fit_problem` (zeros when ``init`` is None)."""
     if method not in METHODS:
         raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if init is None:
-        z = jnp.zeros(problem.shape, problem.dtype)
-        init = (z, z)
-    else:
-        problem._check_point(*init)
-        init = tuple(jnp.asarray(x, problem.dtype) for x in init)
-    return fit_problem(problem, init, method=method, max_iters=max_iters, tol=tol, gtol=gtol,
+    return fit_problem(problem, _start(problem, init), method=method, max_iters=max_iters, tol=tol, gtol=gtol,
                        **options)
 
 
@@ -145,10 +148,7 @@ def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
     if state is None:
-        if init is None:
-            z = jnp.zeros(problem.shape, problem.dtype)
-            init = (z, z)
-        state = fit_start(problem, tuple(init), **options)
+        state = fit_start(problem, _start(problem, init), **options)
     chunk = checkpoint_every or 8
     k, ran = int(state["k"]), False
     while int(state["code"]) == RUNNING:

@@ -38,10 +38,9 @@ from .fit import METHODS, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
     DATA_SHAPES,
-    ChannelStats,
     Problem,
     channel_statistics,
-    with_reference,
+    statistics_from_halves,
 )
 from .solvers.result import SolveResult
 from .solvers.stepper import run
@@ -247,34 +246,13 @@ def solve_rows(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None
     return res if full_result else res.params
 
 
-def row_statistics(A, B, Z, P_, S, W3, ridge=0.0) -> ChannelStats:
-    """:func:`~matgrad_jax.problems.channel.channel_statistics` with ``W`` as ``(2, n, q)``
-    (its real and imaginary halves), so that rows can be sharded without mixing the halves."""
-    m = A.shape[1]
-    k, q = P_.shape[1], S.shape[0]
-    if q > k:
-        KKt = P_ @ (S.T @ S) @ P_.T
-        WK = lambda Wh: (Wh @ S) @ P_.T  # noqa: E731
-    else:
-        K = P_ @ S.T
-        KKt = K @ K.T
-        WK = lambda Wh: Wh @ K.T  # noqa: E731
-    K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
-    Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
-    Gi = K21 - K12
-    G = jnp.block([[Gr, Gi], [-Gi, Gr]])
-    W1K, W2K = WK(W3[0]), WK(W3[1])
-    Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
-    z = jnp.diagonal(Z)
-    return with_reference(A, B, z, G, Y, jnp.sum(W3 * W3) + jnp.sum(Z * Z) - jnp.sum(z * z))
-
-
 @partial(jax.jit, static_argnames=("ridge", "mesh", "opts"))
 def _solve_rows_sharded(arrays, init, ridge, mesh, opts) -> SolveResult:
     axis = mesh.axis_names[0]
     rows = NamedSharding(mesh, P(axis, None))
-    stats = row_statistics(arrays["A"], arrays["B"], arrays["Z"], arrays["P"], arrays["S"],
-                           arrays["W"], ridge)
+    W3 = arrays["W"]  # (2, n, q): the halves, rows sharded alike
+    stats = statistics_from_halves(arrays["A"], arrays["B"], arrays["Z"], arrays["P"],
+                                   arrays["S"], W3[0], W3[1], ridge)
     stats = stats._replace(**{f: jax.lax.with_sharding_constraint(getattr(stats, f), rows)
                               for f in ("Y", "X0", "dY")})
     if init is None:

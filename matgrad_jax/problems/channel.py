@@ -179,24 +179,31 @@ class ChannelStats(NamedTuple):
 def channel_statistics(A, B, Z, P, S, W, ridge=0.0) -> ChannelStats:
     r"""Precompute :math:`G = K_cK_c^H + \text{ridge}\,I` and :math:`Y = W_cK_c^H` without forming K
     when ``q > k``: :math:`KK^T = P(S^TS)P^T` and :math:`WK^T = (WS)P^T`."""
-    m = A.shape[1]
     n = A.shape[0]
+    return statistics_from_halves(A, B, Z, P, S, W[:n], W[n:], ridge)
+
+
+def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0) -> ChannelStats:
+    """:func:`channel_statistics` with ``W`` given as its halves ``W1 = W[:n]``, ``W2 = W[n:]``
+    (so their rows can be sharded together, see :func:`matgrad_jax.solve_rows`)."""
+    m = A.shape[1]
     k, q = P.shape[1], S.shape[0]
     if q > k:
         KKt = P @ (S.T @ S) @ P.T
-        WKt = (W @ S) @ P.T
+        WK = lambda Wh: (Wh @ S) @ P.T  # noqa: E731
     else:
         K = P @ S.T
         KKt = K @ K.T
-        WKt = W @ K.T
+        WK = lambda Wh: Wh @ K.T  # noqa: E731
     K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
     Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
     Gi = K21 - K12
     G = jnp.block([[Gr, Gi], [-Gi, Gr]])
-    W11, W12, W21, W22 = WKt[:n, :m], WKt[:n, m:], WKt[n:, :m], WKt[n:, m:]
-    Y = jnp.concatenate([W11 + W22, W21 - W12], axis=1)
+    W1K, W2K = WK(W1), WK(W2)
+    Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
     z = jnp.diagonal(Z)
-    return with_reference(A, B, z, G, Y, jnp.sum(W * W) + jnp.sum(Z * Z) - jnp.sum(z * z))
+    const = jnp.sum(W1 * W1) + jnp.sum(W2 * W2) + jnp.sum(Z * Z) - jnp.sum(z * z)
+    return with_reference(A, B, z, G, Y, const)
 
 
 def with_reference(A, B, z, G, Y, const, steps: int = 16) -> ChannelStats:
