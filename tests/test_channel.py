@@ -67,6 +67,26 @@ def test_literal_and_structured_objectives_agree():
     for g, r in zip(channel.structured_grad_complex(stats, args[0], args[1]),
                     prob.grad(args[0], args[1])):
         assert _rel(g, r) < 1e-12
+    v4, g4 = channel.structured_value_and_grad_4m(stats, args[0], args[1])
+    assert abs(v4 - v) < 1e-10 * abs(v)
+    for g, r in zip(g4, prob.grad(args[0], args[1])):
+        assert _rel(g, r) < 1e-12
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float64, 1e-13), (jnp.float32, 1e-5)])
+def test_times_g_is_the_real_form_product(dtype, tol):
+    rng = np.random.default_rng(3)
+    n, m = 9, 6
+    Xr, Xi, Mr, Mi = (jnp.asarray(rng.standard_normal(s), dtype)
+                      for s in [(n, m), (n, m), (m, m), (m, m)])
+    left, right = channel.times_g(Xr, Xi, Mr, Mi, Mr + Mi)
+    ref = jnp.concatenate([Xr, Xi], 1) @ jnp.block([[Mr, Mi], [-Mi, Mr]])
+    assert left.dtype == dtype and left.shape == (n, m)
+    assert _rel(jnp.concatenate([left, right], 1), ref) < tol
+    stats = channel.Problem(*_args(0, SHAPES[0])[2:]).stats
+    np.testing.assert_array_equal(stats.G, jnp.block([[stats.Gr, stats.Gi],
+                                                      [-stats.Gi, stats.Gr]]))
+    np.testing.assert_allclose(stats.Gs, stats.Gr + stats.Gi, rtol=0, atol=0)
 
 
 def test_statistics_independent_of_k_q_route():

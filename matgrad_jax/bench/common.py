@@ -35,6 +35,21 @@ def median_time(fn, *args, repeats: int = 7, budget_s: float | None = None) -> f
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict, repeats: int = 7) -> dict:
+    """Median wall time of each ``fn(*args)`` in ``fns = {name: (fn, args)}``, timed in rounds
+    (every function once per round, after one warm-up call each), so drifts in the machine's
+    speed hit all of them alike and their ratios hold."""
+    for fn, args in fns.values():
+        jax.block_until_ready(fn(*args))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (fn, args) in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def machine() -> dict:
     dev = jax.devices()[0]
     cpu = platform.processor() or platform.machine()

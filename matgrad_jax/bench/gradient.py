@@ -1,5 +1,10 @@
 """Seed-1 gradient cost: autodiff of the literal objective vs hand forms vs the GEMM floor.
 
+``Problem.grad`` forms ``HG`` by the three-multiplication complex product (three ``n x m x m``
+GEMMs, ``6nm²`` flops, see :func:`matgrad_jax.problems.channel.times_g`); the floor is the issue's
+one real GEMM of ``8nm²`` flops, and the row "one real-form GEMM" is the gradient computed that
+way. All variants are timed in interleaved rounds (medians of ``--repeats`` rounds).
+
 Prints a table and writes benchmarks/results/gradient_<platform>_<dtype>.json. Usage:
     matgrad bench gradient [--dtype float32|float64] [--sizes 64,64,128,256 ...] [--quick]
     python benchmarks/bench_gradient.py ...   (the same)
@@ -13,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ..problems import channel
-from .common import machine, median_time, print_table, write_result
+from .common import interleaved_medians, machine, print_table, write_result
 
 
 def bench(n, m, k, q, dtype, repeats):
@@ -23,6 +28,7 @@ def bench(n, m, k, q, dtype, repeats):
     prob = channel.Problem(*data)
     stats = prob.stats
     X = jnp.concatenate([R, Q], axis=1)
+    G = stats.G
     rows = {
         "jax.grad(literal)": (jax.jit(jax.grad(channel.objective, (0, 1))), (R, Q, *data)),
         "hand blocks (literal)": (jax.jit(channel.grad_blocks), (R, Q, *data)),
@@ -31,13 +37,15 @@ def bench(n, m, k, q, dtype, repeats):
         "Problem.grad (real layout)": (jax.jit(lambda s, R, Q:
                                                channel.structured_value_and_grad(s, R, Q)[1]),
                                        (stats, R, Q)),
+        "structured, one real-form GEMM (8nm²)": (
+            jax.jit(lambda s, R, Q, G: channel.structured_value_and_grad_4m(s, R, Q, G)[1]),
+            (stats, R, Q, G)),
         "structured, complex layout": (jax.jit(channel.structured_grad_complex), (stats, R, Q)),
-        "floor: one (n x 2m)(2m x 2m) GEMM": (jax.jit(lambda X, G: X @ G), (X, stats.G)),
+        "floor: one (n x 2m)(2m x 2m) GEMM": (jax.jit(lambda X, G: X @ G), (X, G)),
     }
     if n * m * max(k, q) > 2**31:  # the SVD route is hopeless at large sizes
         rows.pop("hand blocks (literal)")
-    out = {name: median_time(fn, *args, repeats=repeats) for name, (fn, args) in rows.items()}
-    return out
+    return interleaved_medians(rows, repeats)
 
 
 def main(argv=None):
@@ -45,7 +53,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--sizes", nargs="*", default=None)
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=21)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)

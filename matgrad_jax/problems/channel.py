@@ -154,9 +154,11 @@ def grad_kron_identity(R, Q, A, B, Z, P, S, W):
 class ChannelStats(NamedTuple):
     r"""Per-data-set statistics of the structured form (real layout).
 
-    ``G`` is the ``(2m, 2m)`` real form ``[[Re G, Im G], [-Im G, Re G]]`` of
-    :math:`G = K_cK_c^H` (+ ridge I); ``Y`` is ``[Re Y, Im Y]`` (``n x 2m``) of
-    :math:`Y = W_cK_c^H`; ``z`` is ``diag Z``.
+    :math:`G = K_cK_c^H` (+ ridge I) is kept as ``Gr = Re G``, ``Gi = Im G`` and ``Gs = Gr + Gi``
+    (``m x m`` each), the operands of the three-multiplication complex product (see
+    :func:`times_g`); ``G`` (a property) is its ``(2m, 2m)`` real form
+    ``[[Gr, Gi], [-Gi, Gr]]``. ``Y`` is ``[Re Y, Im Y]`` (``n x 2m``) of :math:`Y = W_cK_c^H`;
+    ``z`` is ``diag Z``.
 
     ``X0`` (``n x 2m``) is a reference point near the block term's minimiser ``Y G⁻¹`` (see
     :func:`with_reference`), ``dY = Y - X0 G`` and ``const`` the value's constant, so that
@@ -169,11 +171,34 @@ class ChannelStats(NamedTuple):
     A: Array
     B: Array
     z: Array
-    G: Array
+    Gr: Array
+    Gi: Array
+    Gs: Array
     Y: Array
     const: Array  # the value's constant (see above), with ||Z - I.Z||_F^2
     X0: Array
     dY: Array
+
+    @property
+    def G(self) -> Array:
+        """The ``(2m, 2m)`` real form ``[[Gr, Gi], [-Gi, Gr]]`` (built on each access)."""
+        return jnp.block([[self.Gr, self.Gi], [-self.Gi, self.Gr]])
+
+
+def times_g(Xr, Xi, Mr, Mi, Ms):
+    r"""``[Xr Xi] @ [[Mr, Mi], [-Mi, Mr]]`` as ``(left, right)`` halves, by the
+    three-multiplication complex product (Gauss): with :math:`T_1 = X_rM_r`, :math:`T_2 = X_iM_i`,
+    :math:`T_3 = (X_r+X_i)M_s` (``Ms = Mr + Mi``) it is :math:`(T_1 - T_2,\ T_3 - T_1 - T_2)`.
+
+    That is :math:`(X_r + iX_i)(M_r + iM_i)`: three ``n x m x m`` products (``6nm²`` flops)
+    instead of the real form's one ``n x 2m x 2m`` product (``8nm²``) or XLA's complex GEMM, and
+    no concatenation of ``Xr`` and ``Xi``. Its rounding error is bounded like the plain
+    product's, in norm (Higham, *Accuracy and Stability of Numerical Algorithms*, §23.2.4).
+    """
+    T1 = Xr @ Mr
+    T2 = Xi @ Mi
+    T3 = (Xr + Xi) @ Ms
+    return T1 - T2, T3 - T1 - T2
 
 
 def channel_statistics(A, B, Z, P, S, W, ridge=0.0) -> ChannelStats:
@@ -198,31 +223,35 @@ def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0) -> ChannelStats:
     K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
     Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
     Gi = K21 - K12
-    G = jnp.block([[Gr, Gi], [-Gi, Gr]])
     W1K, W2K = WK(W1), WK(W2)
     Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
     z = jnp.diagonal(Z)
     const = jnp.sum(W1 * W1) + jnp.sum(W2 * W2) + jnp.sum(Z * Z) - jnp.sum(z * z)
-    return with_reference(A, B, z, G, Y, const)
+    return with_reference(A, B, z, Gr, Gi, Y, const)
 
 
-def with_reference(A, B, z, G, Y, const, steps: int = 16) -> ChannelStats:
+def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
     """:class:`ChannelStats` with a reference point ``X0 ≈ Y G⁻¹``, ``dY = Y - X0 G`` and the
     value's constant. ``const`` in: ``‖W‖² + ‖Z - I∘Z‖²``.
 
     ``X0`` comes from ``steps`` iterations of Jacobi-preconditioned conjugate gradients on
-    ``X G = Y`` (one GEMM each, no factorisation). The value identity is exact for any ``X0``;
-    a closer one only removes more of the cancellation. (A Cholesky here, vmapped over large
-    batches on XLA:CPU, hung intermittently: matrix products only.)
+    ``X G = Y`` (one product by G each, no factorisation). The value identity is exact for any
+    ``X0``; a closer one only removes more of the cancellation. (A Cholesky here, vmapped over
+    large batches on XLA:CPU, hung intermittently: matrix products only.)
     """
-    d = jnp.diagonal(G)
+    m = Gr.shape[-1]
+    Gs = Gr + Gi
+    d = jnp.concatenate([jnp.diagonal(Gr)] * 2)
     dinv = jnp.where(d > 0, 1 / jnp.where(d > 0, d, 1), 0)[None, :]
-    tiny = jnp.finfo(G.dtype).tiny
+    tiny = jnp.finfo(Gr.dtype).tiny
+
+    def gmul(X):
+        return jnp.concatenate(times_g(X[:, :m], X[:, m:], Gr, Gi, Gs), axis=1)
 
     def body(_, carry):
         X, Rz, P, rz = carry
         Rr, Z = Rz
-        AP = P @ G
+        AP = gmul(P)
         alpha = rz / jnp.maximum(jnp.sum(P * AP), tiny)
         X = X + alpha * P
         Rr = Rr - alpha * AP
@@ -235,32 +264,47 @@ def with_reference(A, B, z, G, Y, const, steps: int = 16) -> ChannelStats:
     init = (jnp.zeros_like(Y), (Y, Z0), Z0, jnp.sum(Y * Z0))
     X0 = jax.lax.fori_loop(0, steps, body, init)[0]
     X0 = jnp.where(jnp.all(jnp.isfinite(X0)), X0, jnp.zeros_like(X0))
-    dY = Y - X0 @ G
-    return ChannelStats(A, B, z, G, Y, const - jnp.sum(X0 * Y), X0, dY)
+    dY = Y - gmul(X0)
+    return ChannelStats(A, B, z, Gr, Gi, Gs, Y, const - jnp.sum(X0 * Y), X0, dY)
 
 
 def structured_value_and_grad(stats: ChannelStats, R, Q):
-    r"""Value and gradient from the statistics: one ``(n x 2m) @ (2m x 2m)`` product.
+    r"""Value and gradient from the statistics: :math:`HG` by :func:`times_g`.
 
     :math:`r = \operatorname{diag}(R^TA+Q^TB) - \operatorname{diag}Z` costs ``O(nm)``;
     :math:`\partial\phi/\partial R = 2A\,\mathrm{Diag}(r) + 2\,\mathrm{Re}(HG - Y)`,
     :math:`\partial\phi/\partial Q = 2B\,\mathrm{Diag}(r) + 2\,\mathrm{Im}(HG - Y)`.
     """
-    m = R.shape[1]
+    m = R.shape[-1]
+    r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
+    HGr, HGi = times_g(R, Q, stats.Gr, stats.Gi, stats.Gs)
+    Y, X0, dY = stats.Y, stats.X0, stats.dY
+    Er, Ei = HGr - Y[:, :m], HGi - Y[:, m:]
+    # = ||r||² + tr(XGXᵀ) - 2tr(XYᵀ) + ||W||² + ..., without cancellation (see ChannelStats)
+    value = (jnp.sum(r * r) + jnp.sum((R - X0[:, :m]) * Er) + jnp.sum((Q - X0[:, m:]) * Ei)
+             - jnp.sum(R * dY[:, :m]) - jnp.sum(Q * dY[:, m:]) + stats.const)
+    dR = 2 * (stats.A * r[None, :] + Er)
+    dQ = 2 * (stats.B * r[None, :] + Ei)
+    return value, (dR, dQ)
+
+
+def structured_value_and_grad_4m(stats: ChannelStats, R, Q, G=None):
+    """:func:`structured_value_and_grad` with ``HG`` as one real-layout ``n x 2m x 2m`` product
+    (``8nm²`` flops, the formula as derived), for the benchmark and as a cross-check. ``G``: the
+    real form, if already built (default ``stats.G``, built per call)."""
+    m = R.shape[-1]
+    G = stats.G if G is None else G
     r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
     X = jnp.concatenate([R, Q], axis=1)
-    E = X @ stats.G - stats.Y
-    # = ||r||² + tr(XGXᵀ) - 2tr(XYᵀ) + ||W||² + ..., without cancellation (see ChannelStats)
+    E = X @ G - stats.Y
     value = jnp.sum(r * r) + jnp.sum((X - stats.X0) * E) - jnp.sum(X * stats.dY) + stats.const
-    dR = 2 * (stats.A * r[None, :] + E[:, :m])
-    dQ = 2 * (stats.B * r[None, :] + E[:, m:])
-    return value, (dR, dQ)
+    return value, (2 * (stats.A * r[None, :] + E[:, :m]), 2 * (stats.B * r[None, :] + E[:, m:]))
 
 
 def structured_grad_complex(stats: ChannelStats, R, Q):
     """The same gradient in complex layout (``H @ G`` in complex arithmetic), for the benchmark."""
     m = R.shape[1]
-    Gc = jax.lax.complex(stats.G[:m, :m], stats.G[:m, m:])
+    Gc = jax.lax.complex(stats.Gr, stats.Gi)
     Yc = jax.lax.complex(stats.Y[:, :m], stats.Y[:, m:])
     r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
     E = jax.lax.complex(R, Q) @ Gc - Yc
@@ -392,8 +436,7 @@ class Problem:
         ``2 Re G`` is the block term's Hessian for each block alone; the Hadamard term adds ``m``
         rank-one pieces that the exact line search absorbs.
         """
-        m = self.shape[1]
-        chol = jnp.linalg.cholesky(self.stats.G[..., :m, :m])
+        chol = jnp.linalg.cholesky(self.stats.Gr)
 
         def apply(g):
             return jax.scipy.linalg.cho_solve((chol, True), g.T).T
@@ -427,53 +470,74 @@ def _grad_jit(problem: Problem, R, Q):
 # --------------------------------------------------------------------------------------------
 
 
-def _complex_parts(stats: ChannelStats):
-    m = stats.A.shape[-1]
-    Gc = jax.lax.complex(stats.G[:m, :m], stats.G[:m, m:])
-    Yc = jax.lax.complex(stats.Y[:, :m], stats.Y[:, m:])
-    Cc = jax.lax.complex(stats.A, stats.B)
-    return Gc, Yc, Cc
+def _normal_real(stats: ChannelStats, Hr, Hi):
+    r"""Half the gradient's linear part, :math:`H \mapsto HG + C\,\mathrm{Diag}(\mathrm{Re}\langle
+    c_j, h_j\rangle)` with :math:`C = A + iB`, on the real and imaginary parts of ``H``."""
+    s = jnp.sum(stats.A * Hr + stats.B * Hi, axis=0)[None, :]
+    Lr, Li = times_g(Hr, Hi, stats.Gr, stats.Gi, stats.Gs)
+    return Lr + stats.A * s, Li + stats.B * s
 
 
 def normal_operator(stats: ChannelStats, H):
     r"""Half the gradient's linear part: :math:`H \mapsto HG + C\,\mathrm{Diag}(\mathrm{Re}\langle
     c_j, h_j\rangle)` (complex ``H``)."""
-    Gc, _, Cc = _complex_parts(stats)
-    return H @ Gc + Cc * jnp.sum((jnp.conj(Cc) * H).real, axis=0)[None, :].astype(Cc.dtype)
+    return jax.lax.complex(*_normal_real(stats, H.real, H.imag))
 
 
 def _woodbury_factors(stats: ChannelStats):
-    Gc, _, Cc = _complex_parts(stats)
-    m = Gc.shape[0]
+    r""":math:`G^{-1}` (as real part, imaginary part and their sum, for :func:`times_g`) and the
+    Cholesky factor of the capacitance :math:`I + \mathrm{Re}((C^HC)\odot G^{-T})`.
+
+    The capacitance is symmetric positive definite with eigenvalues >= 1: the Hadamard product
+    of the Hermitian PSD :math:`C^HC` and :math:`G^{-T} = \overline{G^{-1}}` is Hermitian PSD
+    (Schur), and so is its real part. :math:`C^HC` is formed in real arithmetic:
+    :math:`A^TA + B^TB + i(A^TB - B^TA)`.
+    """
+    A, B = stats.A, stats.B
+    m = A.shape[-1]
+    Gc = jax.lax.complex(stats.Gr, stats.Gi)
     chol = jnp.linalg.cholesky(Gc)
     Ginv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(m, dtype=Gc.dtype))
-    cap = jnp.eye(m, dtype=stats.A.dtype) + ((jnp.conj(Cc).T @ Cc) * Ginv.T).real
-    return Ginv, cap, Cc
+    Vr, Vi = Ginv.real, Ginv.imag
+    AtB = A.T @ B
+    CCr, CCi = A.T @ A + B.T @ B, AtB - AtB.T
+    cap = jnp.eye(m, dtype=A.dtype) + CCr * Vr.T - CCi * Vi.T
+    cap_chol = jnp.linalg.cholesky(0.5 * (cap + cap.T))
+    return (Vr, Vi, Vr + Vi), cap_chol
 
 
-def _woodbury_solve(factors, rhs):
-    r"""Solve :math:`HG + C\,\mathrm{Diag}(\mathrm{Re}\langle c_j,h_j\rangle) = \text{rhs}`.
+def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
+    r"""Solve :math:`HG + C\,\mathrm{Diag}(\mathrm{Re}\langle c_j,h_j\rangle) = \text{rhs}`
+    (``rhs = rr + i ri``) for ``(Re H, Im H)``.
 
     :math:`X_0 = \text{rhs}\,G^{-1}`, :math:`t_j = \mathrm{Re}\langle c_j, x_{0,j}\rangle`,
     :math:`s = \mathrm{Cap}^{-1}t` with :math:`\mathrm{Cap} = I + \mathrm{Re}((C^HC)\odot G^{-T})`,
-    :math:`H = (\text{rhs} - C\,\mathrm{Diag}(s))G^{-1}`.
+    :math:`H = (\text{rhs} - C\,\mathrm{Diag}(s))G^{-1}`. Two products by :math:`G^{-1}`, each by
+    :func:`times_g`.
     """
-    Ginv, cap, Cc = factors
-    X0 = rhs @ Ginv
-    t = jnp.sum((jnp.conj(Cc) * X0).real, axis=0)
-    s = jnp.linalg.solve(cap, t)
-    return (rhs - Cc * s[None, :].astype(Cc.dtype)) @ Ginv
+    V, cap_chol = factors
+    X0r, X0i = times_g(rr, ri, *V)
+    t = jnp.sum(stats.A * X0r + stats.B * X0i, axis=0)
+    s = jax.scipy.linalg.cho_solve((cap_chol, True), t)[None, :]
+    return times_g(rr - stats.A * s, ri - stats.B * s, *V)
 
 
 def solve_exact_stats(stats: ChannelStats, refine: int = 0):
-    """Exact minimiser from precomputed statistics (jit/vmap-able); see :func:`solve_exact`."""
-    Gc, Yc, Cc = _complex_parts(stats)
-    rhs = Yc + Cc * stats.z[None, :].astype(Cc.dtype)
+    """Exact minimiser from precomputed statistics (jit/vmap-able); see :func:`solve_exact`.
+
+    Real arithmetic throughout (XLA's complex GEMM on CPU runs at about half the real rate).
+    """
+    m = stats.A.shape[-1]
+    z = stats.z[None, :]
+    rr = stats.Y[:, :m] + stats.A * z
+    ri = stats.Y[:, m:] + stats.B * z
     factors = _woodbury_factors(stats)
-    H = _woodbury_solve(factors, rhs)
+    Hr, Hi = _woodbury_solve(stats, factors, rr, ri)
     for _ in range(refine):
-        H = H - _woodbury_solve(factors, normal_operator(stats, H) - rhs)
-    return H.real, H.imag
+        Lr, Li = _normal_real(stats, Hr, Hi)
+        dr, di = _woodbury_solve(stats, factors, Lr - rr, Li - ri)
+        Hr, Hi = Hr - dr, Hi - di
+    return Hr, Hi
 
 
 _solve_exact_jit = jax.jit(solve_exact_stats, static_argnames="refine")

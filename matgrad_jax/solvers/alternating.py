@@ -133,7 +133,7 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
     gnorm0 = tree_norm(g_init)
     opt_states = tuple(optimizers[i].init(init[i]) for i in range(nb)) if optimizers else ()
     one = jnp.ones((), real_dtype)
-    state0 = dict(x=init, f=f_init, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
+    state0 = dict(x=init, f=f_init, g=g_init, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
                   code=stopping_code(0, jnp.inf, f_init, gnorm0, gnorm0, tol, gtol, max_iters),
                   alphas=(one,) * nb, opt=opt_states,
                   history=record(empty_history(max_iters, real_dtype), 0, f_init, gnorm0))
@@ -141,7 +141,7 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
     def body(s):
         gnorm0 = s["gnorm0"]
         blocks, f, alphas, opt = s["x"], s["f"], list(s["alphas"]), list(s["opt"])
-        g = grad(*blocks)
+        g = s["g"]  # the gradient at the iterate, kept from the previous iteration
         for i in range(nb):
             if i > 0:
                 g = grad(*blocks)
@@ -153,14 +153,15 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
                 blocks, f_i, alphas[i] = _block_step(fun, grad, blocks, i, g[i], alphas[i],
                                                      line_search, precs[i], f if i == 0 else f_i)
         f_new = f_i
-        gnorm = tree_norm(grad(*blocks))
+        g_new = grad(*blocks)
+        gnorm = tree_norm(g_new)
         k = s["k"] + 1
         code = stopping_code(k, f, f_new, gnorm, gnorm0, tol, gtol, max_iters)
         if not optimizers:
             # Every block refused to move while the gradient is not small: no descent possible.
             stuck = (f_new == f) & (code == RUNNING) & (k > 1)
             code = jnp.where(stuck, STALLED, code)
-        return dict(x=blocks, f=f_new, gnorm0=gnorm0, k=k, code=code, alphas=tuple(alphas), opt=tuple(opt),
+        return dict(x=blocks, f=f_new, g=g_new, gnorm0=gnorm0, k=k, code=code, alphas=tuple(alphas), opt=tuple(opt),
                     history=record(s["history"], k, f_new, gnorm))
 
     return Stepper(state0, promoting(mode, body), finish)
