@@ -21,8 +21,9 @@ The seed's notation: :math:`M = I\odot(R^TA+Q^TB) - Z`, :math:`N = (I_2\otimes R
 
 The structured form uses :math:`H = R + iQ`, :math:`K = PS^T`, :math:`K_c = K_{[:m]} + iK_{[m:]}`:
 the block term is :math:`\|HK_c - W_c\|_F^2`, so with :math:`G = K_cK_c^H` and :math:`Y = W_cK_c^H`
-precomputed once per data set, one gradient costs one ``n x 2m x 2m`` real product, whatever
-``k`` and ``q`` are, and the Hadamard term costs ``O(nm)``.
+precomputed once per data set, one gradient costs one complex product :math:`HG` — three real
+``n x m x m`` GEMMs by the three-multiplication trick (:func:`times_g`) — whatever ``k`` and ``q``
+are, and the Hadamard term costs ``O(nm)``.
 """
 
 from __future__ import annotations
