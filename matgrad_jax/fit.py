@@ -13,7 +13,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from .problems.channel import Problem, solve_exact_stats, structured_value_and_grad
+from .linalg import hpd_inverse
+from .problems.channel import Problem, solve_exact_stats, structured_value_and_grad, times_g
 from .solvers.alternating import alternating_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper
 from .solvers.result import EXACT, SolveResult, empty_history, record, tree_norm
@@ -23,14 +24,13 @@ METHODS = ("exact", "alternating", "cg", "lbfgs", "adam")
 
 
 def full_preconditioner(problem: Problem):
-    """``(R, Q) -> [R Q] G_big⁻¹``: the exact inverse of the block term's Hessian (``I ⊗ G⁻¹``)."""
-    chol = jnp.linalg.cholesky(problem.stats.G)
-    m = problem.shape[1]
+    """``(R, Q) -> [R Q] G_big⁻¹``: the exact inverse of the block term's Hessian (``I ⊗ G⁻¹``),
+    applied as the complex product ``H G⁻¹`` by :func:`~matgrad_jax.problems.channel.times_g`."""
+    Ginv = hpd_inverse(jax.lax.complex(problem.stats.Gr, problem.stats.Gi))
+    V = (Ginv.real, Ginv.imag, Ginv.real + Ginv.imag)
 
     def apply(blocks):
-        X = jnp.concatenate(blocks, axis=1)
-        Y = jax.scipy.linalg.cho_solve((chol, True), X.T).T
-        return (Y[:, :m], Y[:, m:])
+        return times_g(*blocks, *V)
 
     return apply
 

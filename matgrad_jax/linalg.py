@@ -1,4 +1,5 @@
-"""Krylov helpers: the top singular pair of a matrix given only its products.
+"""Linear-algebra helpers: the top singular pair of a matrix given only its products, and an
+inverse of Hermitian positive definite matrices that is safe under ``vmap`` on XLA:CPU.
 
 On XLA:CPU a transposed matrix-vector product inside a loop ran ~45x slower than the same
 product written as a row vector times the matrix (``shared/PERF-NOTES.md``), so every product here
@@ -73,3 +74,70 @@ def top_singular_svd(X: Array) -> SingularPair:
     """Top singular triple from a full SVD (the reference)."""
     u, s, vt = jnp.linalg.svd(X, full_matrices=False)
     return SingularPair(s[0], u[:, 0], vt[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Inverse of Hermitian positive definite matrices, vmap-safe on XLA:CPU
+# --------------------------------------------------------------------------------------------
+
+
+def sweep_inverse(M: Array) -> Array:
+    r"""Inverse of Hermitian positive definite matrices ``M`` (``(..., d, d)``) by the sweep
+    operator (Gauss-Jordan without pivoting, stable on HPD input like Cholesky).
+
+    For each pivot ``k`` in turn: :math:`m_{kk} \to -1/m_{kk}`, row and column ``k`` divided by
+    :math:`m_{kk}`, the rest :math:`m_{ij} - m_{ik}m_{kj}/m_{kk}`; after all ``d`` pivots the
+    matrix holds :math:`-M^{-1}`. One fused elementwise update of the whole stack per pivot
+    (a ``fori_loop`` of ``d`` steps): no LAPACK call. A singular ``M`` gives non-finite entries.
+    """
+    d = M.shape[-1]
+    idx = jnp.arange(d)
+
+    def sweep(k, M):
+        row = jax.lax.dynamic_index_in_dim(M, k, axis=M.ndim - 2, keepdims=False)  # (..., d)
+        col = jax.lax.dynamic_index_in_dim(M, k, axis=M.ndim - 1, keepdims=False)  # (..., d)
+        inv = 1 / jax.lax.dynamic_index_in_dim(row, k, axis=row.ndim - 1, keepdims=True)
+        r, c = row * inv, col * inv
+        is_row = (idx == k)[:, None]
+        is_col = (idx == k)[None, :]
+        rest = M - col[..., :, None] * r[..., None, :]
+        return jnp.where(is_row & is_col, -inv[..., None], jnp.where(
+            is_row, r[..., None, :], jnp.where(is_col, c[..., :, None], rest)))
+
+    return -jax.lax.fori_loop(0, d, sweep, M)
+
+
+@jax.custom_batching.custom_vmap
+def _hpd_inverse(M: Array) -> Array:
+    chol = jnp.linalg.cholesky(M)
+    return jax.scipy.linalg.cho_solve((chol, True), jnp.eye(M.shape[-1], dtype=M.dtype))
+
+
+@_hpd_inverse.def_vmap
+def _hpd_inverse_vmap(axis_size, in_batched, M):
+    (batched,) = in_batched
+    if not batched:
+        return _hpd_inverse(M), False
+    return sweep_inverse(M), True
+
+
+@jax.custom_jvp
+def hpd_inverse(M: Array) -> Array:
+    r"""Inverse of one Hermitian (real: symmetric) positive definite matrix ``M`` (``d x d``).
+
+    Alone it is LAPACK's Cholesky and two triangular solves. Under ``vmap`` it switches to
+    :func:`sweep_inverse`, which uses no LAPACK: jaxlib 0.10's batched LAPACK kernels split the
+    batch over XLA:CPU's intra-op thread pool and block a pool thread waiting for the pieces,
+    so as many concurrent batched calls as the pool has threads (two forced host devices on two
+    cores, or independent calls run side by side) wait on each other forever. (jax 0.11.2
+    builds without that parallel path.) For the small matrices of a batch the sweep is also no
+    slower. Differentiable: :math:`d(M^{-1}) = -M^{-1}\,dM\,M^{-1}`.
+    """
+    return _hpd_inverse(M)
+
+
+@hpd_inverse.defjvp
+def _hpd_inverse_jvp(primals, tangents):
+    (M,), (dM,) = primals, tangents
+    Minv = hpd_inverse(M)
+    return Minv, -Minv @ dM @ Minv

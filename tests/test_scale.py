@@ -37,7 +37,8 @@ def test_batch_sharded_equals_single_device(four_devices, method):
     full = four_devices[f"batch/{method}/8"]
     assert full["shape"] == [8, 9, 5] and full["spec"] == "P('batch',)"
     assert full["devices"] == [0, 1, 2, 3] and full["shard_rows"] == [2, 2, 2, 2]
-    assert full["err"] <= 1e-12
+    assert full["err"] <= 1e-12  # sharded == the same batch on one device
+    assert full["err_fit"] <= (1e-12 if method == "exact" else 1e-5)  # == each problem's fit
     # 6 problems on 4 devices: padded to 8 for the solve, cut back, still right
     odd = four_devices[f"batch/{method}/6"]
     assert odd["shape"] == [6, 9, 5] and odd["err"] <= 1e-12

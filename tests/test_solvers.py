@@ -87,9 +87,14 @@ def test_vmapped_batch_equals_single_solves():
             stacked, z, z)
         for i, p in enumerate(probs):
             single = fit(p, method=method, max_iters=2000)
-            np.testing.assert_allclose(batch.params[0][i], single.params[0], rtol=1e-8,
-                                       atol=1e-10)
-            assert int(batch.iterations[i]) == int(single.iterations)
+            # Under vmap the preconditioners' inverses come from the LAPACK-free sweep
+            # (linalg.hpd_inverse), alone from Cholesky: the rounding differs, so iterative
+            # methods may stop an iteration or a few apart, within their tolerance.
+            assert abs(float(batch.value[i] - single.value)) <= 1e-10 * abs(float(single.value))
+            np.testing.assert_allclose(batch.params[0][i], single.params[0],
+                                       rtol=1e-8 if method == "exact" else 1e-4, atol=1e-10)
+            assert abs(int(batch.iterations[i]) - int(single.iterations)) <= max(
+                2, int(single.iterations) // 50)
     assert batch.reason.shape == (3,)
 
 

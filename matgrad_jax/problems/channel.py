@@ -45,6 +45,7 @@ from .._checks import (
     is_concrete,
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
+from ..linalg import hpd_inverse
 
 SEED_FILE = "000_59df1aa91f78fd77.txt"
 ARG_NAMES = ("R", "Q", "A", "B", "Z", "P", "S", "W")
@@ -437,10 +438,10 @@ class Problem:
         ``2 Re G`` is the block term's Hessian for each block alone; the Hadamard term adds ``m``
         rank-one pieces that the exact line search absorbs.
         """
-        chol = jnp.linalg.cholesky(self.stats.Gr)
+        inv = hpd_inverse(self.stats.Gr)  # Re G is symmetric positive definite
 
         def apply(g):
-            return jax.scipy.linalg.cho_solve((chol, True), g.T).T
+            return g @ inv
 
         return (apply, apply)
 
@@ -487,7 +488,8 @@ def normal_operator(stats: ChannelStats, H):
 
 def _woodbury_factors(stats: ChannelStats):
     r""":math:`G^{-1}` (as real part, imaginary part and their sum, for :func:`times_g`) and the
-    Cholesky factor of the capacitance :math:`I + \mathrm{Re}((C^HC)\odot G^{-T})`.
+    inverse of the capacitance :math:`I + \mathrm{Re}((C^HC)\odot G^{-T})`, both by
+    :func:`~matgrad_jax.linalg.hpd_inverse` (LAPACK alone, LAPACK-free under ``vmap``).
 
     The capacitance is symmetric positive definite with eigenvalues >= 1: the Hadamard product
     of the Hermitian PSD :math:`C^HC` and :math:`G^{-T} = \overline{G^{-1}}` is Hermitian PSD
@@ -496,15 +498,12 @@ def _woodbury_factors(stats: ChannelStats):
     """
     A, B = stats.A, stats.B
     m = A.shape[-1]
-    Gc = jax.lax.complex(stats.Gr, stats.Gi)
-    chol = jnp.linalg.cholesky(Gc)
-    Ginv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(m, dtype=Gc.dtype))
+    Ginv = hpd_inverse(jax.lax.complex(stats.Gr, stats.Gi))
     Vr, Vi = Ginv.real, Ginv.imag
     AtB = A.T @ B
     CCr, CCi = A.T @ A + B.T @ B, AtB - AtB.T
     cap = jnp.eye(m, dtype=A.dtype) + CCr * Vr.T - CCi * Vi.T
-    cap_chol = jnp.linalg.cholesky(0.5 * (cap + cap.T))
-    return (Vr, Vi, Vr + Vi), cap_chol
+    return (Vr, Vi, Vr + Vi), hpd_inverse(0.5 * (cap + cap.T))
 
 
 def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
@@ -516,10 +515,10 @@ def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
     :math:`H = (\text{rhs} - C\,\mathrm{Diag}(s))G^{-1}`. Two products by :math:`G^{-1}`, each by
     :func:`times_g`.
     """
-    V, cap_chol = factors
+    V, capinv = factors
     X0r, X0i = times_g(rr, ri, *V)
     t = jnp.sum(stats.A * X0r + stats.B * X0i, axis=0)
-    s = jax.scipy.linalg.cho_solve((cap_chol, True), t)[None, :]
+    s = (t @ capinv)[None, :]  # capinv is symmetric
     return times_g(rr - stats.A * s, ri - stats.B * s, *V)
 
 
