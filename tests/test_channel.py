@@ -198,3 +198,42 @@ def test_float32_value_is_accurate_near_the_optimum():
         res = fit(p32, method=method, max_iters=2000, tol=0.0, gtol=0.0)
         gap = (float(p64.value(*(x.astype(jnp.float64) for x in res.params))) - f_star) / f_star
         assert gap < 1e-5, (method, gap)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4), (7, 16, 9), (5, 17, 6), (40, 30, 40)])
+def test_matmul_small_and_large_paths(shape):
+    from matgrad_jax.linalg import matmul
+    a, c, d = shape
+    rng = np.random.default_rng(sum(shape))
+    X, Y = rng.standard_normal((a, c)), rng.standard_normal((c, d))
+    np.testing.assert_allclose(matmul(jnp.asarray(X), jnp.asarray(Y)), X @ Y, rtol=1e-13,
+                               atol=1e-13)
+    Xs = jnp.asarray(rng.standard_normal((3, a, c)))
+    np.testing.assert_allclose(jax.vmap(matmul, (0, None))(Xs, jnp.asarray(Y)),
+                               np.asarray(Xs) @ Y, rtol=1e-13, atol=1e-13)
+
+
+def test_hpd_inverse_and_solve_alone_and_vmapped():
+    from matgrad_jax.linalg import hpd_inverse, hpd_solve, sweep_inverse
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((4, 6, 6)) + 1j * rng.standard_normal((4, 6, 6))
+    M = np.einsum("bij,bkj->bik", X, X.conj()) + 0.1 * np.eye(6)
+    ref = np.linalg.inv(M)
+    Mj = jnp.asarray(M)
+    np.testing.assert_allclose(hpd_inverse(Mj[0]), ref[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(jax.jit(jax.vmap(hpd_inverse))(Mj), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sweep_inverse(Mj), ref, rtol=1e-10, atol=1e-12)
+    # under vmap no LAPACK call is left in the program (jaxlib 0.10's batched LAPACK can
+    # deadlock XLA:CPU's thread pool, see linalg.hpd_inverse)
+    hlo = jax.jit(jax.vmap(hpd_inverse)).lower(Mj).as_text().lower()
+    assert "lapack" not in hlo and "cholesky" not in hlo
+    b = jnp.asarray(rng.standard_normal((4, 6)) + 0j)
+    want = np.linalg.solve(M, np.asarray(b)[..., None])[..., 0]
+    np.testing.assert_allclose(jax.vmap(hpd_solve)(Mj, b), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(hpd_solve(Mj[1], b[1]), want[1], rtol=1e-10, atol=1e-12)
+    # the derivative of the inverse, alone and vmapped
+    Mr = jnp.asarray(np.einsum("bij,bkj->bik", X.real, X.real) + np.eye(6))
+    f = lambda A: jnp.sum(hpd_inverse(A) ** 2)  # noqa: E731
+    fl = lambda A: jnp.sum(jnp.linalg.inv(A) ** 2)  # noqa: E731
+    np.testing.assert_allclose(jax.vmap(jax.grad(f))(Mr), jax.vmap(jax.grad(fl))(Mr),
+                               rtol=1e-9, atol=1e-12)

@@ -24,7 +24,7 @@ from .common import machine, print_table, write_result
 
 CAPS = {"alternating_seed": 5000, "alternating": 3000, "cg": 500, "lbfgs": 1000, "adam": 20000}
 LABELS = {
-    "exact": "exact (Cholesky + Woodbury)",
+    "exact": "exact (G⁻¹ + Woodbury)",
     "alternating_seed": "alternating, as the seed (plain block gradient steps)",
     "alternating": "alternating + Re G block preconditioner",
     "cg": "CG + I⊗G⁻¹ preconditioner",

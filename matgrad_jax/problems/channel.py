@@ -45,7 +45,7 @@ from .._checks import (
     is_concrete,
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
-from ..linalg import hpd_inverse
+from ..linalg import hpd_inverse, hpd_solve, matmul
 
 SEED_FILE = "000_59df1aa91f78fd77.txt"
 ARG_NAMES = ("R", "Q", "A", "B", "Z", "P", "S", "W")
@@ -197,9 +197,9 @@ def times_g(Xr, Xi, Mr, Mi, Ms):
     no concatenation of ``Xr`` and ``Xi``. Its rounding error is bounded like the plain
     product's, in norm (Higham, *Accuracy and Stability of Numerical Algorithms*, §23.2.4).
     """
-    T1 = Xr @ Mr
-    T2 = Xi @ Mi
-    T3 = (Xr + Xi) @ Ms
+    T1 = matmul(Xr, Mr)
+    T2 = matmul(Xi, Mi)
+    T3 = matmul(Xr + Xi, Ms)
     return T1 - T2, T3 - T1 - T2
 
 
@@ -216,12 +216,12 @@ def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0) -> ChannelStats:
     m = A.shape[1]
     k, q = P.shape[1], S.shape[0]
     if q > k:
-        KKt = P @ (S.T @ S) @ P.T
-        WK = lambda Wh: (Wh @ S) @ P.T  # noqa: E731
+        KKt = matmul(matmul(P, matmul(S.T, S)), P.T)
+        WK = lambda Wh: matmul(matmul(Wh, S), P.T)  # noqa: E731
     else:
-        K = P @ S.T
-        KKt = K @ K.T
-        WK = lambda Wh: Wh @ K.T  # noqa: E731
+        K = matmul(P, S.T)
+        KKt = matmul(K, K.T)
+        WK = lambda Wh: matmul(Wh, K.T)  # noqa: E731
     K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
     Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
     Gi = K21 - K12
@@ -441,7 +441,7 @@ class Problem:
         inv = hpd_inverse(self.stats.Gr)  # Re G is symmetric positive definite
 
         def apply(g):
-            return g @ inv
+            return matmul(g, inv)
 
         return (apply, apply)
 
@@ -488,8 +488,9 @@ def normal_operator(stats: ChannelStats, H):
 
 def _woodbury_factors(stats: ChannelStats):
     r""":math:`G^{-1}` (as real part, imaginary part and their sum, for :func:`times_g`) and the
-    inverse of the capacitance :math:`I + \mathrm{Re}((C^HC)\odot G^{-T})`, both by
-    :func:`~matgrad_jax.linalg.hpd_inverse` (LAPACK alone, LAPACK-free under ``vmap``).
+    capacitance :math:`I + \mathrm{Re}((C^HC)\odot G^{-T})`; ``G⁻¹`` by
+    :func:`~matgrad_jax.linalg.hpd_inverse` and solves with the capacitance by
+    :func:`~matgrad_jax.linalg.hpd_solve` (LAPACK alone, LAPACK-free under ``vmap``).
 
     The capacitance is symmetric positive definite with eigenvalues >= 1: the Hadamard product
     of the Hermitian PSD :math:`C^HC` and :math:`G^{-T} = \overline{G^{-1}}` is Hermitian PSD
@@ -500,10 +501,10 @@ def _woodbury_factors(stats: ChannelStats):
     m = A.shape[-1]
     Ginv = hpd_inverse(jax.lax.complex(stats.Gr, stats.Gi))
     Vr, Vi = Ginv.real, Ginv.imag
-    AtB = A.T @ B
-    CCr, CCi = A.T @ A + B.T @ B, AtB - AtB.T
+    AtB = matmul(A.T, B)
+    CCr, CCi = matmul(A.T, A) + matmul(B.T, B), AtB - AtB.T
     cap = jnp.eye(m, dtype=A.dtype) + CCr * Vr.T - CCi * Vi.T
-    return (Vr, Vi, Vr + Vi), hpd_inverse(0.5 * (cap + cap.T))
+    return (Vr, Vi, Vr + Vi), 0.5 * (cap + cap.T)
 
 
 def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
@@ -515,10 +516,10 @@ def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
     :math:`H = (\text{rhs} - C\,\mathrm{Diag}(s))G^{-1}`. Two products by :math:`G^{-1}`, each by
     :func:`times_g`.
     """
-    V, capinv = factors
+    V, cap = factors
     X0r, X0i = times_g(rr, ri, *V)
     t = jnp.sum(stats.A * X0r + stats.B * X0i, axis=0)
-    s = (t @ capinv)[None, :]  # capinv is symmetric
+    s = hpd_solve(cap, t)[None, :]
     return times_g(rr - stats.A * s, ri - stats.B * s, *V)
 
 
