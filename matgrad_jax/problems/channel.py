@@ -197,9 +197,9 @@ def times_g(Xr, Xi, Mr, Mi, Ms):
     no concatenation of ``Xr`` and ``Xi``. Its rounding error is bounded like the plain
     product's, in norm (Higham, *Accuracy and Stability of Numerical Algorithms*, §23.2.4).
     """
-    T1 = matmul(Xr, Mr)
-    T2 = matmul(Xi, Mi)
-    T3 = matmul(Xr + Xi, Ms)
+    T1 = Xr @ Mr
+    T2 = Xi @ Mi
+    T3 = (Xr + Xi) @ Ms
     return T1 - T2, T3 - T1 - T2
 
 
@@ -207,28 +207,36 @@ def channel_statistics(A, B, Z, P, S, W, ridge=0.0) -> ChannelStats:
     r"""Precompute :math:`G = K_cK_c^H + \text{ridge}\,I` and :math:`Y = W_cK_c^H` without forming K
     when ``q > k``: :math:`KK^T = P(S^TS)P^T` and :math:`WK^T = (WS)P^T`."""
     n = A.shape[0]
-    return statistics_from_halves(A, B, Z, P, S, W[:n], W[n:], ridge)
+    KKt, WK = _kernel_products(P, S)
+    WKt = WK(W)  # one product for both halves (under vmap, two products of the halves fused badly)
+    return _statistics(A, B, Z, KKt, WKt[:n], WKt[n:], W, ridge)
 
 
 def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0) -> ChannelStats:
     """:func:`channel_statistics` with ``W`` given as its halves ``W1 = W[:n]``, ``W2 = W[n:]``
     (so their rows can be sharded together, see :func:`matgrad_jax.solve_rows`)."""
-    m = A.shape[1]
+    KKt, WK = _kernel_products(P, S)
+    return _statistics(A, B, Z, KKt, WK(W1), WK(W2), (W1, W2), ridge)
+
+
+def _kernel_products(P, S):
+    """``K Kᵀ`` and ``Wh -> Wh Kᵀ`` for ``K = P Sᵀ``, through ``SᵀS`` when ``q > k``."""
     k, q = P.shape[1], S.shape[0]
     if q > k:
-        KKt = matmul(matmul(P, matmul(S.T, S)), P.T)
-        WK = lambda Wh: matmul(matmul(Wh, S), P.T)  # noqa: E731
-    else:
-        K = matmul(P, S.T)
-        KKt = matmul(K, K.T)
-        WK = lambda Wh: matmul(Wh, K.T)  # noqa: E731
+        return P @ (S.T @ S) @ P.T, lambda Wh: (Wh @ S) @ P.T
+    K = P @ S.T
+    return K @ K.T, lambda Wh: Wh @ K.T
+
+
+def _statistics(A, B, Z, KKt, W1K, W2K, W, ridge) -> ChannelStats:
+    m = A.shape[1]
     K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
     Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
     Gi = K21 - K12
-    W1K, W2K = WK(W1), WK(W2)
     Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
     z = jnp.diagonal(Z)
-    const = jnp.sum(W1 * W1) + jnp.sum(W2 * W2) + jnp.sum(Z * Z) - jnp.sum(z * z)
+    wsq = sum(jnp.sum(w * w) for w in (W if isinstance(W, tuple) else (W,)))
+    const = wsq + jnp.sum(Z * Z) - jnp.sum(z * z)
     return with_reference(A, B, z, Gr, Gi, Y, const)
 
 
@@ -441,7 +449,7 @@ class Problem:
         inv = hpd_inverse(self.stats.Gr)  # Re G is symmetric positive definite
 
         def apply(g):
-            return matmul(g, inv)
+            return g @ inv
 
         return (apply, apply)
 
@@ -501,6 +509,8 @@ def _woodbury_factors(stats: ChannelStats):
     m = A.shape[-1]
     Ginv = hpd_inverse(jax.lax.complex(stats.Gr, stats.Gi))
     Vr, Vi = Ginv.real, Ginv.imag
+    # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
+    # chain of others into XLA's fusions.
     AtB = matmul(A.T, B)
     CCr, CCi = matmul(A.T, A) + matmul(B.T, B), AtB - AtB.T
     cap = jnp.eye(m, dtype=A.dtype) + CCr * Vr.T - CCi * Vi.T
