@@ -20,7 +20,7 @@ import numpy as np
 from ..fit import fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
-from .common import machine, median_time, print_table, write_result
+from .common import machine, print_table, write_result
 
 
 def _solver(method, max_iters):
@@ -45,9 +45,9 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters):
     batched = jax.jit(jax.vmap(one))
     single = jax.jit(one)
     b = arrays[0].shape[0]
-    t_batch = median_time(batched, *arrays, repeats=repeats)
     per = [[np.asarray(a[i]) for a in arrays] for i in range(min(loop_sample, b))]
     per = [[jnp.asarray(x) for x in p] for p in per]  # on the device, as a user's loop would be
+    jax.block_until_ready(batched(*arrays))
     jax.block_until_ready(single(*per[0]))
 
     def loop():
@@ -56,12 +56,18 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters):
             out = single(*p)
         return out
 
-    times = []
+    # Interleaved rounds (one batched call, then one loop): this machine's speed drifts by up to
+    # 2x over minutes, and the ratio must come from the same moments.
+    t_b, t_l = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
+        jax.block_until_ready(batched(*arrays))
+        t_b.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         jax.block_until_ready(loop())
-        times.append(time.perf_counter() - t0)
-    t_loop = float(np.median(times)) * b / len(per)
+        t_l.append(time.perf_counter() - t0)
+    t_batch = float(np.median(t_b))
+    t_loop = float(np.median(t_l)) * b / len(per)
     api = None
     if method == "exact":
         # what a user without vmap writes: the public single-problem solve, NumPy in, per problem
@@ -89,7 +95,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--loop-sample", type=int, default=512)
     p.add_argument("--max-iters", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..fit import fit_advance, fit_problem, fit_start
-from ..solvers.result import RUNNING
 from ..problems import channel
+from ..solvers.result import RUNNING
 from .common import machine, print_table, write_result
 
 CAPS = {"alternating_seed": 5000, "alternating": 3000, "cg": 500, "lbfgs": 1000, "adam": 20000}
@@ -73,7 +73,7 @@ def _iterations_to_target(problem, problem64, f_star, opts, target, cap):
 def bench_case(size, p_condition, dtype, target, repeats, caps, budget_s=20.0):
     problem, problem64, f_star = _problem(size, p_condition, dtype)
     z = jnp.zeros(problem.shape, problem.dtype)
-    rows = {}
+    runs = {}
     for key in ("exact", *caps):
         cap = caps.get(key, 1)
         method = "alternating" if key == "alternating_seed" else key
@@ -84,21 +84,33 @@ def bench_case(size, p_condition, dtype, target, repeats, caps, budget_s=20.0):
             opts.update(tol=0.0, gtol=0.0)
         run = jax.jit(lambda p, x0, o=tuple(opts.items()): fit_problem(p, x0, **dict(o)))
         compiled = run.lower(problem, (z, z)).compile()  # compile without running
-        times = []
-        # at least `repeats` runs, more (up to 50) for fast ones, fewer for slow ones
-        while (len(times) < repeats and sum(times) < budget_s) or (sum(times) < 1.0
-                                                                   and len(times) < 50):
-            t0 = time.perf_counter()
-            res = jax.block_until_ready(compiled(problem, (z, z)))
-            times.append(time.perf_counter() - t0)
-        seconds = float(np.median(times))
-        print(f"  {key}: {int(res.iterations)} iterations, {seconds:.4f} s ({len(times)} runs)",
+        res = jax.block_until_ready(compiled(problem, (z, z)))  # warm
+        runs[key] = (compiled, opts, method, int(res.iterations))
+    # Interleaved rounds, each method once per round while it still needs samples (at least
+    # `repeats`, more, up to 50, for fast ones, fewer for slow ones): the machine's speed drifts,
+    # and the ratios must come from the same moments.
+    times = {key: [] for key in runs}
+
+    def wants(key):
+        t = times[key]
+        return (len(t) < repeats and sum(t) < budget_s) or (sum(t) < 1.0 and len(t) < 50)
+
+    while any(wants(key) for key in runs):
+        for key, (compiled, *_) in runs.items():
+            if wants(key):
+                t0 = time.perf_counter()
+                jax.block_until_ready(compiled(problem, (z, z)))
+                times[key].append(time.perf_counter() - t0)
+    rows = {}
+    for key, (compiled, opts, method, taken) in runs.items():
+        seconds = float(np.median(times[key]))
+        print(f"  {key}: {taken} iterations, {seconds:.4f} s ({len(times[key])} runs)",
               flush=True)
-        taken = int(res.iterations)
-        k, best = _iterations_to_target(problem, problem64, f_star, opts, target, cap)
+        k, best = _iterations_to_target(problem, problem64, f_star, opts, target,
+                                        caps.get(key, 1))
         per_iter = seconds / max(taken, 1)
         rows[key] = {
-            "label": LABELS[key], "repeats": len(times),
+            "label": LABELS[key], "repeats": len(times[key]),
             "iterations_to_target": k,
             "time_to_target_s": (seconds if method == "exact" else
                                  (None if k is None else k * per_iter)),
