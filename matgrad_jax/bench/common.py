@@ -35,18 +35,32 @@ def median_time(fn, *args, repeats: int = 7, budget_s: float | None = None) -> f
     return statistics.median(times)
 
 
+def timed_burst(fn, args, last: float | None, burst_s: float = 0.05) -> float:
+    """One sample of ``fn(*args)``'s wall time: a single call when it is long (or ``last`` is
+    None), else the median of a burst of calls lasting about ``burst_s`` (at most 50). A short
+    call straight after a long one measures caches refilling and the thread pool waking up
+    (up to 2x here), not the function."""
+    n = 1 if last is None else max(1, min(50, int(burst_s / max(last, 1e-9))))
+    one = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        one.append(time.perf_counter() - t0)
+    return statistics.median(one)
+
+
 def interleaved_medians(fns: dict, repeats: int = 7) -> dict:
     """Median wall time of each ``fn(*args)`` in ``fns = {name: (fn, args)}``, timed in rounds
-    (every function once per round, after one warm-up call each), so drifts in the machine's
-    speed hit all of them alike and their ratios hold."""
+    (every function once per round, after one warm-up call each; short ones as bursts, see
+    :func:`timed_burst`), so drifts in the machine's speed hit all of them alike and their
+    ratios hold."""
     for fn, args in fns.values():
         jax.block_until_ready(fn(*args))
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, (fn, args) in fns.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - t0)
+            last = times[name][-1] if times[name] else None
+            times[name].append(timed_burst(fn, args, last))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
