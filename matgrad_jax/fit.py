@@ -1,7 +1,8 @@
 """Fit the seed-1 model with any method, every one returning a :class:`SolveResult`.
 
-``method``: ``exact`` (Cholesky + Woodbury), ``alternating`` (the seed's block-coordinate
-descent with exact line search, preconditioned by ``Re G`` unless ``precondition=False``),
+``method``: ``exact`` (G⁻¹ + Woodbury), ``alternating`` (the seed's block-coordinate
+descent with exact line search, preconditioned by each block's exact Hessian inverse unless
+``precondition=False``),
 ``cg`` (conjugate gradient on the normal equations, preconditioned by ``I ⊗ G⁻¹`` unless
 ``precondition=False``), ``lbfgs`` and ``adam`` (optax).
 """

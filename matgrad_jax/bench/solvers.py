@@ -26,7 +26,7 @@ CAPS = {"alternating_seed": 5000, "alternating": 3000, "cg": 500, "lbfgs": 1000,
 LABELS = {
     "exact": "exact (G⁻¹ + Woodbury)",
     "alternating_seed": "alternating, as the seed (plain block gradient steps)",
-    "alternating": "alternating + Re G block preconditioner",
+    "alternating": "alternating + exact block preconditioner",
     "cg": "CG + I⊗G⁻¹ preconditioner",
     "lbfgs": "L-BFGS (optax)",
     "adam": "Adam (optax, cosine decay)",

@@ -441,17 +441,33 @@ class Problem:
         return structured_value_and_grad(self.stats, R, Q)[1]
 
     def block_preconditioners(self):
-        """Right preconditioners for the block steps: ``g -> g (2 Re G)^{-1}`` for R and for Q.
+        r"""Right preconditioners for the block steps, ``g -> g L_R⁻¹`` for R and ``g L_Q⁻¹``
+        for Q: the exact inverses of each block's Hessian (halved).
 
-        ``2 Re G`` is the block term's Hessian for each block alone; the Hadamard term adds ``m``
-        rank-one pieces that the exact line search absorbs.
+        With Q fixed the objective is a quadratic in R with Hessian :math:`2L_R`,
+        :math:`L_R(X) = X\,\mathrm{Re}\,G + A\,\mathrm{Diag}(a_j^Tx_j)`: the block term plus
+        the Hadamard term's ``m`` column-wise rank-one pieces (B for Q). Woodbury inverts it with
+        :math:`(\mathrm{Re}\,G)^{-1}` and the ``m x m`` capacitance
+        :math:`I + (A^TA)\odot(\mathrm{Re}\,G)^{-1}`; one application costs two ``n x m x m``
+        products. The step along ``-g L_R⁻¹`` with the exact line search then lands on the block's
+        minimiser (the seed's method with each block solved exactly). Preconditioning by
+        :math:`\mathrm{Re}\,G` alone, without the rank-one pieces, left the alternating method at
+        a relative gap of 0.25 after 3000 sweeps when ``Re G`` is ill-conditioned.
         """
-        inv = hpd_inverse(self.stats.Gr)  # Re G is symmetric positive definite
+        Ginv = hpd_inverse(self.stats.Gr)  # Re G is symmetric positive definite
+        m = Ginv.shape[-1]
 
-        def apply(g):
-            return g @ inv
+        def make(C):
+            cap = jnp.eye(m, dtype=C.dtype) + matmul(C.T, C) * Ginv
+            capinv = hpd_inverse(0.5 * (cap + cap.T))
 
-        return (apply, apply)
+            def apply(g):
+                t = jnp.sum(C * (g @ Ginv), axis=0)
+                return (g - C * (t @ capinv)[None, :]) @ Ginv
+
+            return apply
+
+        return make(self.stats.A), make(self.stats.B)
 
     def solve_exact(self):
         """The exact minimiser (see :func:`solve_exact`)."""

@@ -13,8 +13,9 @@ objectives the step is safeguarded by Armijo backtracking, so ``f`` never increa
 ``GradientTransformation`` per block may replace the line search.
 
 Where it struggles: the rate of plain block steps degrades like the condition number of each
-block's Hessian (for seed 1, ``cond(Re G)``); with the ``Re G`` preconditioner the block Hessians
-are nearly the identity and the remaining coupling between R and Q (``Im G``) sets the rate.
+block's Hessian (for seed 1, ``cond(Re G)`` and the Hadamard term); with seed 1's block
+preconditioners (each block's exact Hessian inverse) every block step solves its block and the
+coupling between R and Q (``Im G``) alone sets the rate.
 """
 
 from __future__ import annotations
