@@ -45,7 +45,7 @@ from .._checks import (
     is_concrete,
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
-from ..linalg import hpd_inverse, hpd_solve, matmul
+from ..linalg import SMALL_MATMUL, hpd_inverse, hpd_solve, matmul
 
 SEED_FILE = "000_59df1aa91f78fd77.txt"
 ARG_NAMES = ("R", "Q", "A", "B", "Z", "P", "S", "W")
@@ -220,11 +220,14 @@ def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0) -> ChannelStats:
 
 
 def _kernel_products(P, S):
-    """``K Kᵀ`` and ``Wh -> Wh Kᵀ`` for ``K = P Sᵀ``, through ``SᵀS`` when ``q > k``."""
+    """``K Kᵀ`` and ``Wh -> Wh Kᵀ`` for ``K = P Sᵀ`` (``2m x q``), through ``SᵀS`` when ``q > k``
+    and K is not tiny (forming K then costs more than it saves)."""
     k, q = P.shape[1], S.shape[0]
-    if q > k:
+    if q > k and P.shape[0] * q > SMALL_MATMUL[1]:
         return P @ (S.T @ S) @ P.T, lambda Wh: (Wh @ S) @ P.T
-    K = P @ S.T
+    # K from the raw data is written out for tiny shapes (linalg.matmul); the products by K stay
+    # GEMMs: written out too, XLA would fuse K's sum into them and recompute it per column.
+    K = matmul(P, S.T)
     return K @ K.T, lambda Wh: Wh @ K.T
 
 
