@@ -91,13 +91,17 @@ def test_times_g_is_the_real_form_product(dtype, tol):
 
 def test_statistics_independent_of_k_q_route():
     # q > k uses S^T S; q <= k forms K: both must agree.
+    # (tiny problems form K whatever q is; 2m * q > 1024 with q > k takes the SᵀS route)
     d1 = channel.make_data(6, 4, 5, 9, seed=2)
     d2 = channel.make_data(6, 4, 9, 5, seed=2)
-    for d in (d1, d2):
+    d3 = channel.make_data(6, 4, 5, 300, seed=2)
+    for d in (d1, d2, d3):
         args = (d["R_true"], d["Q_true"]) + tuple(d[k] for k in channel.DATA_NAMES)
         prob = channel.Problem(*args[2:])
         ref = channel.objective(*args)
         assert abs(prob.value(*args[:2]) - ref) <= 1e-9 * max(1.0, abs(ref))
+        for g, r in zip(prob.grad(*args[:2]), jax.grad(channel.objective, (0, 1))(*args)):
+            assert _rel(g, r) < 1e-10
 
 
 def test_kron_identities():
