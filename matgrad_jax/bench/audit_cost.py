@@ -13,15 +13,13 @@ import jax.numpy as jnp
 
 from ..audit import check_gradient
 from ..problems import gram
-from .common import machine, median_time, print_table, write_result
+from .common import add_run_options, machine, median_time, print_table, write_result
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
+    add_run_options(p, repeats=3)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     n = 24 if a.quick else a.n

@@ -20,7 +20,7 @@ import numpy as np
 from ..fit import fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
-from .common import machine, print_table, write_result
+from .common import add_run_options, machine, print_table, wall_times, write_result
 
 
 def _solver(method, max_iters):
@@ -60,12 +60,8 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters):
     # 2x over minutes, and the ratio must come from the same moments.
     t_b, t_l = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(batched(*arrays))
-        t_b.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        jax.block_until_ready(loop())
-        t_l.append(time.perf_counter() - t0)
+        t_b += wall_times(batched, arrays, 1)
+        t_l += wall_times(loop, (), 1)
     t_batch = float(np.median(t_b))
     t_loop = float(np.median(t_l)) * b / len(per)
     api = None
@@ -95,9 +91,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--loop-sample", type=int, default=512)
     p.add_argument("--max-iters", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
+    add_run_options(p, repeats=7)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     b = 32 if a.quick else a.batch

@@ -22,17 +22,28 @@ def median_time(fn, *args, repeats: int = 7, budget_s: float | None = None) -> f
 
     ``budget_s``: fewer repeats (at least 1) when one call would push the total past it.
     """
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
+    (first,) = wall_times(fn, args, 1)
     if budget_s is not None:
         repeats = max(1, min(repeats, int(budget_s // max(first, 1e-9))))
+    return statistics.median(wall_times(fn, args, repeats))
+
+
+def wall_times(fn, args, n: int) -> list[float]:
+    """Wall times of ``n`` calls of ``fn(*args)``, each blocked on its outputs."""
     times = []
-    for _ in range(repeats):
+    for _ in range(n):
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def add_run_options(p, repeats: int) -> None:
+    """The options every benchmark takes: ``--repeats``, ``--quick`` (tiny sizes, the smoke
+    test) and ``--out`` (the JSON path; default ``benchmarks/results/<name>_<platform>…``)."""
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    p.add_argument("--out", default=None)
 
 
 def timed_burst(fn, args, last: float | None, burst_s: float = 0.05) -> float:
@@ -41,12 +52,7 @@ def timed_burst(fn, args, last: float | None, burst_s: float = 0.05) -> float:
     call straight after a long one measures caches refilling and the thread pool waking up
     (up to 2x here), not the function."""
     n = 1 if last is None else max(1, min(50, int(burst_s / max(last, 1e-9))))
-    one = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        one.append(time.perf_counter() - t0)
-    return statistics.median(one)
+    return statistics.median(wall_times(fn, args, n))
 
 
 def interleaved_medians(fns: dict, repeats: int = 7) -> dict:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from .common import machine, print_table, write_result
+from .common import add_run_options, machine, print_table, write_result
 
 _WORKER = r"""
 import json, sys, time
@@ -67,9 +67,7 @@ def main(argv=None):
     p.add_argument("--size", default="16,8,12,20")
     p.add_argument("--methods", nargs="*", default=["exact", "cg"])
     p.add_argument("--platform", default=None, help="cpu (forced host devices) or gpu")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
+    add_run_options(p, repeats=5)
     a = p.parse_args(argv)
     info = machine()
     platform = a.platform or info["platform"]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ..problems import channel
-from .common import interleaved_medians, machine, print_table, write_result
+from .common import add_run_options, interleaved_medians, machine, print_table, write_result
 
 
 def bench(n, m, k, q, dtype, repeats):
@@ -52,9 +52,7 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--sizes", nargs="*", default=None)
-    p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    p.add_argument("--repeats", type=int, default=21)
-    p.add_argument("--out", default=None)
+    add_run_options(p, repeats=21)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     dtype = jnp.dtype(a.dtype)

@@ -77,7 +77,8 @@ def solvers_section(docs) -> str:
     for doc in docs:
         for r in doc["results"]:
             ex = r["methods"]["exact"]["time_to_target_s"]
-            rows = [[LABELS.get(m, v.get("label", m)), "—" if v["iterations_to_target"] is None else v["iterations_to_target"],
+            rows = [[LABELS.get(m, v.get("label", m)),
+                     "—" if v["iterations_to_target"] is None else v["iterations_to_target"],
                      _ms(v["time_to_target_s"]),
                      "—" if v["time_to_target_s"] is None else f"{v['time_to_target_s'] / ex:.0f}×",
                      f"{v['best_gap']:.1e}"] for m, v in r["methods"].items()]

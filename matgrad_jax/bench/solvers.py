@@ -20,7 +20,7 @@ import numpy as np
 from ..fit import fit_advance, fit_problem, fit_start
 from ..problems import channel
 from ..solvers.result import RUNNING
-from .common import machine, print_table, timed_burst, write_result
+from .common import add_run_options, machine, print_table, timed_burst, write_result
 
 CAPS = {"alternating_seed": 5000, "alternating": 3000, "cg": 500, "lbfgs": 1000, "adam": 20000}
 LABELS = {
@@ -130,9 +130,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--size", default="128,64,128,256")
     p.add_argument("--conditions", default="1,1000", help="P column-scale spreads")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
+    add_run_options(p, repeats=3)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     size = (12, 8, 10, 14) if a.quick else tuple(int(v) for v in a.size.split(","))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..problems import gram
-from .common import machine, median_time, print_table, write_result
+from .common import add_run_options, machine, median_time, print_table, write_result
 
 
 def bench_n(n, r, dtype, repeats, cold_steps, warm_steps):
@@ -52,9 +52,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--cold-steps", type=int, default=40)
     p.add_argument("--warm-steps", type=int, default=24)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
+    add_run_options(p, repeats=5)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     sizes = [48] if a.quick else a.sizes

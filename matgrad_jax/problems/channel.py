@@ -209,14 +209,15 @@ def channel_statistics(A, B, Z, P, S, W, ridge=0.0) -> ChannelStats:
     n = A.shape[0]
     KKt, WK = _kernel_products(P, S)
     WKt = WK(W)  # one product for both halves (under vmap, two products of the halves fused badly)
-    return _statistics(A, B, Z, KKt, WKt[:n], WKt[n:], W, ridge)
+    return _statistics(A, B, Z, KKt, WKt[:n], WKt[n:], jnp.sum(W * W), ridge)
 
 
 def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0) -> ChannelStats:
     """:func:`channel_statistics` with ``W`` given as its halves ``W1 = W[:n]``, ``W2 = W[n:]``
     (so their rows can be sharded together, see :func:`matgrad_jax.solve_rows`)."""
     KKt, WK = _kernel_products(P, S)
-    return _statistics(A, B, Z, KKt, WK(W1), WK(W2), (W1, W2), ridge)
+    return _statistics(A, B, Z, KKt, WK(W1), WK(W2), jnp.sum(W1 * W1) + jnp.sum(W2 * W2),
+                       ridge)
 
 
 def _kernel_products(P, S):
@@ -231,14 +232,14 @@ def _kernel_products(P, S):
     return K @ K.T, lambda Wh: Wh @ K.T
 
 
-def _statistics(A, B, Z, KKt, W1K, W2K, W, ridge) -> ChannelStats:
+def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge) -> ChannelStats:
+    """The statistics from ``K Kᵀ``, the halves of ``W Kᵀ`` and ``wsq = ‖W‖²``."""
     m = A.shape[1]
     K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
     Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
     Gi = K21 - K12
     Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
     z = jnp.diagonal(Z)
-    wsq = sum(jnp.sum(w * w) for w in (W if isinstance(W, tuple) else (W,)))
     const = wsq + jnp.sum(Z * Z) - jnp.sum(z * z)
     return with_reference(A, B, z, Gr, Gi, Y, const)
 
@@ -249,8 +250,8 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
 
     ``X0`` comes from ``steps`` iterations of Jacobi-preconditioned conjugate gradients on
     ``X G = Y`` (one product by G each, no factorisation). The value identity is exact for any
-    ``X0``; a closer one only removes more of the cancellation. (A Cholesky here, vmapped over
-    large batches on XLA:CPU, hung intermittently: matrix products only.)
+    ``X0``; a closer one only removes more of the cancellation. A few Krylov steps keep ``X0``
+    bounded, where an explicit ``Y G⁻¹`` of an ill-conditioned G can be huge and cancel badly.
     """
     m = Gr.shape[-1]
     Gs = Gr + Gi
