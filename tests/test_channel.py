@@ -89,6 +89,15 @@ def test_times_g_is_the_real_form_product(dtype, tol):
     np.testing.assert_allclose(stats.Gs, stats.Gr + stats.Gi, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("shape", [(7, 5, 6, 9), (40, 24, 30, 50)])  # written-out and GEMM
+def test_statistics_hold_the_data_gram_products(shape):
+    A, B = _args(1, shape)[2:4]
+    stats = channel.Problem(*_args(1, shape)[2:]).stats
+    for got, want in ((stats.AtA, A.T @ A), (stats.BtB, B.T @ B), (stats.AtB, A.T @ B)):
+        assert got.shape == (shape[1], shape[1])
+        assert _rel(got, want) < 1e-13
+
+
 def test_statistics_independent_of_k_q_route():
     # q > k uses S^T S; q <= k forms K: both must agree.
     # (tiny problems form K whatever q is; 2m * q > 1024 with q > k takes the SᵀS route)

@@ -160,7 +160,9 @@ class ChannelStats(NamedTuple):
     (``m x m`` each), the operands of the three-multiplication complex product (see
     :func:`times_g`); ``G`` (a property) is its ``(2m, 2m)`` real form
     ``[[Gr, Gi], [-Gi, Gr]]``. ``Y`` is ``[Re Y, Im Y]`` (``n x 2m``) of :math:`Y = W_cK_c^H`;
-    ``z`` is ``diag Z``.
+    ``z`` is ``diag Z``. ``AtA``, ``BtB``, ``AtB`` (``m x m``) are the data's Gram products:
+    :math:`C^HC = A^TA + B^TB + i(A^TB - B^TA)` for ``C = A + iB``, which the exact solve's and the
+    block preconditioners' Woodbury capacitances need (computed once per data set, like ``G``).
 
     ``X0`` (``n x 2m``) is a reference point near the block term's minimiser ``Y G⁻¹`` (see
     :func:`with_reference`), ``dY = Y - X0 G`` and ``const`` the value's constant, so that
@@ -180,6 +182,9 @@ class ChannelStats(NamedTuple):
     const: Array  # the value's constant (see above), with ||Z - I.Z||_F^2
     X0: Array
     dY: Array
+    AtA: Array
+    BtB: Array
+    AtB: Array
 
     @property
     def G(self) -> Array:
@@ -279,7 +284,10 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
     X0 = jax.lax.fori_loop(0, steps, body, init)[0]
     X0 = jnp.where(jnp.all(jnp.isfinite(X0)), X0, jnp.zeros_like(X0))
     dY = Y - gmul(X0)
-    return ChannelStats(A, B, z, Gr, Gi, Gs, Y, const - jnp.sum(X0 * Y), X0, dY)
+    # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
+    # chain of others into XLA's fusions.
+    return ChannelStats(A, B, z, Gr, Gi, Gs, Y, const - jnp.sum(X0 * Y), X0, dY,
+                        matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
 
 
 def structured_value_and_grad(stats: ChannelStats, R, Q):
@@ -461,8 +469,8 @@ class Problem:
         Ginv = hpd_inverse(self.stats.Gr)  # Re G is symmetric positive definite
         m = Ginv.shape[-1]
 
-        def make(C):
-            cap = jnp.eye(m, dtype=C.dtype) + matmul(C.T, C) * Ginv
+        def make(C, CtC):
+            cap = jnp.eye(m, dtype=C.dtype) + CtC * Ginv
             capinv = hpd_inverse(0.5 * (cap + cap.T))
 
             def apply(g):
@@ -471,7 +479,7 @@ class Problem:
 
             return apply
 
-        return make(self.stats.A), make(self.stats.B)
+        return make(self.stats.A, self.stats.AtA), make(self.stats.B, self.stats.BtB)
 
     def solve_exact(self):
         """The exact minimiser (see :func:`solve_exact`)."""
@@ -523,16 +531,13 @@ def _woodbury_factors(stats: ChannelStats):
     The capacitance is symmetric positive definite with eigenvalues >= 1: the Hadamard product
     of the Hermitian PSD :math:`C^HC` and :math:`G^{-T} = \overline{G^{-1}}` is Hermitian PSD
     (Schur), and so is its real part. :math:`C^HC` is formed in real arithmetic:
-    :math:`A^TA + B^TB + i(A^TB - B^TA)`.
+    :math:`A^TA + B^TB + i(A^TB - B^TA)`, from the statistics.
     """
-    A, B = stats.A, stats.B
+    A = stats.A
     m = A.shape[-1]
     Ginv = hpd_inverse(jax.lax.complex(stats.Gr, stats.Gi))
     Vr, Vi = Ginv.real, Ginv.imag
-    # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
-    # chain of others into XLA's fusions.
-    AtB = matmul(A.T, B)
-    CCr, CCi = matmul(A.T, A) + matmul(B.T, B), AtB - AtB.T
+    CCr, CCi = stats.AtA + stats.BtB, stats.AtB - stats.AtB.T
     cap = jnp.eye(m, dtype=A.dtype) + CCr * Vr.T - CCi * Vi.T
     return (Vr, Vi, Vr + Vi), 0.5 * (cap + cap.T)
 
