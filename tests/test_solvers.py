@@ -116,3 +116,27 @@ def test_optax_loop_ends_at_max_iters_when_steps_are_zero():
     fun = lambda x: jnp.sum((x - 1.0) ** 2)  # noqa: E731
     res = adam(fun, (jnp.zeros(3),), learning_rate=0.0, max_iters=25, tol=0.0, gtol=0.0)
     assert int(res.iterations) == 25 and res.reason == "max_iters reached"
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_exact_result_value_needs_no_krylov_reference(dtype):
+    # The exact method reports value and gradient with the answer as reference point, so when
+    # statistics and solve are one program the statistics' Krylov loop (a while loop) is dropped.
+    # One value is accurate to a few eps * ||W||² either way (one rounded subtraction).
+    d = channel.make_data(13, 6, 9, 11, seed=4)
+    data = [d[k].astype(dtype) for k in channel.DATA_NAMES]
+
+    def solve(*data):
+        problem = channel.Problem.from_stats(channel.channel_statistics(*data))
+        return fit_problem(problem, None, method="exact")
+
+    res = jax.jit(solve)(*data)
+    p64 = channel.Problem(*(d[k] for k in channel.DATA_NAMES))
+    x64 = [x.astype(jnp.float64) for x in res.params]
+    eps = float(jnp.finfo(dtype).eps)
+    assert abs(float(res.value) - float(p64.value(*x64))) <= 20 * eps * float(p64.stats.const)
+    z = jnp.zeros(p64.shape)
+    g0 = float(jnp.sqrt(sum(jnp.sum(x * x) for x in p64.grad(z, z))))
+    assert float(res.grad_norm) <= 1e3 * eps * g0
+    hlo = jax.jit(solve).lower(*data).compile().as_text()
+    assert "while" not in hlo

@@ -165,9 +165,11 @@ class ChannelStats(NamedTuple):
     block preconditioners' Woodbury capacitances need (computed once per data set, like ``G``).
 
     ``X0`` (``n x 2m``) is a reference point near the block term's minimiser ``Y G⁻¹`` (see
-    :func:`with_reference`), ``dY = Y - X0 G`` and ``const`` the value's constant, so that
+    :func:`with_reference` and :func:`rereference`), ``dY = Y - X0 G`` and
+    ``const = ‖W‖² + ‖Z - I∘Z‖²``, so that
     :math:`\operatorname{tr}(XGX^T) - 2\operatorname{tr}(XY^T) + \|W\|^2
-    = \langle X - X_0, XG - Y\rangle - \langle X, dY\rangle + c` holds exactly for any ``X0``.
+    = \langle X - X_0, XG - Y\rangle - \langle X, dY\rangle + \|W\|^2
+    - \langle X_0, Y\rangle` holds exactly for any ``X0``.
     Written that way the value has no cancellation against ``‖W‖²`` (which, in float32 near the
     optimum, cost the plain form three digits and stalled value-based line searches).
     """
@@ -179,7 +181,7 @@ class ChannelStats(NamedTuple):
     Gi: Array
     Gs: Array
     Y: Array
-    const: Array  # the value's constant (see above), with ||Z - I.Z||_F^2
+    const: Array  # ||W||^2 + ||Z - I.Z||^2 (see above)
     X0: Array
     dY: Array
     AtA: Array
@@ -250,8 +252,8 @@ def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge) -> ChannelStats:
 
 
 def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
-    """:class:`ChannelStats` with a reference point ``X0 ≈ Y G⁻¹``, ``dY = Y - X0 G`` and the
-    value's constant. ``const`` in: ``‖W‖² + ‖Z - I∘Z‖²``.
+    """:class:`ChannelStats` with a reference point ``X0 ≈ Y G⁻¹`` and ``dY = Y - X0 G``;
+    ``const``: ``‖W‖² + ‖Z - I∘Z‖²``.
 
     ``X0`` comes from ``steps`` iterations of Jacobi-preconditioned conjugate gradients on
     ``X G = Y`` (one product by G each, no factorisation). The value identity is exact for any
@@ -282,12 +284,29 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
     Z0 = Y * dinv
     init = (jnp.zeros_like(Y), (Y, Z0), Z0, jnp.sum(Y * Z0))
     X0 = jax.lax.fori_loop(0, steps, body, init)[0]
-    X0 = jnp.where(jnp.all(jnp.isfinite(X0)), X0, jnp.zeros_like(X0))
-    dY = Y - gmul(X0)
     # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
     # chain of others into XLA's fusions.
-    return ChannelStats(A, B, z, Gr, Gi, Gs, Y, const - jnp.sum(X0 * Y), X0, dY,
-                        matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
+    stats = ChannelStats(A, B, z, Gr, Gi, Gs, Y, const, X0, Y,
+                         matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
+    return rereference(stats, X0)
+
+
+def rereference(stats: ChannelStats, X0) -> ChannelStats:
+    """``stats`` with the reference point ``X0`` (``n x 2m``; zero if not all finite) and its
+    ``dY = Y - X0 G``. The value and gradient are the same for any ``X0``; only their rounding
+    depends on it (see :class:`ChannelStats`)."""
+    m = stats.Gr.shape[-1]
+    X0 = jnp.where(jnp.all(jnp.isfinite(X0)), X0, jnp.zeros_like(X0))
+    dY = stats.Y - jnp.concatenate(times_g(X0[:, :m], X0[:, m:], stats.Gr, stats.Gi, stats.Gs),
+                                   axis=1)
+    return stats._replace(X0=X0, dY=dY)
+
+
+def _offset(stats: ChannelStats):
+    """The value's constant ``‖W‖² + ‖Z - I∘Z‖² - <X0, Y>``, summed on its own before it is
+    added to the varying terms: its cancellation then rounds once, the same way at every point,
+    and differences of values stay accurate."""
+    return stats.const - jnp.sum(stats.X0 * stats.Y)
 
 
 def structured_value_and_grad(stats: ChannelStats, R, Q):
@@ -304,10 +323,30 @@ def structured_value_and_grad(stats: ChannelStats, R, Q):
     Er, Ei = HGr - Y[:, :m], HGi - Y[:, m:]
     # = ||r||² + tr(XGXᵀ) - 2tr(XYᵀ) + ||W||² + ..., without cancellation (see ChannelStats)
     value = (jnp.sum(r * r) + jnp.sum((R - X0[:, :m]) * Er) + jnp.sum((Q - X0[:, m:]) * Ei)
-             - jnp.sum(R * dY[:, :m]) - jnp.sum(Q * dY[:, m:]) + stats.const)
+             - jnp.sum(R * dY[:, :m]) - jnp.sum(Q * dY[:, m:]) + _offset(stats))
     dR = 2 * (stats.A * r[None, :] + Er)
     dQ = 2 * (stats.B * r[None, :] + Ei)
     return value, (dR, dQ)
+
+
+def value_and_grad_self_referenced(stats: ChannelStats, R, Q):
+    r""":func:`structured_value_and_grad` with the point itself as the reference: the value is
+    :math:`\|r\|^2 + (c - \langle X, Y\rangle) + \langle X, XG - Y\rangle`, which needs no product
+    beyond the gradient's ``HG`` and neither ``X0`` nor ``dY``.
+
+    For one evaluation this is as accurate as the stored reference (either way one subtraction
+    of two numbers near ``‖W‖²`` rounds once); the stored one is there to make *differences* of
+    values accurate along an iteration. The exact solve's result uses this, so that where the
+    statistics are computed in the same program (``solve_batch``, ``solve_rows``) XLA drops their
+    Krylov reference and its ``2 * steps`` products.
+    """
+    m = R.shape[-1]
+    r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
+    HGr, HGi = times_g(R, Q, stats.Gr, stats.Gi, stats.Gs)
+    Er, Ei = HGr - stats.Y[:, :m], HGi - stats.Y[:, m:]
+    offset = stats.const - (jnp.sum(R * stats.Y[:, :m]) + jnp.sum(Q * stats.Y[:, m:]))
+    value = jnp.sum(r * r) + offset + (jnp.sum(R * Er) + jnp.sum(Q * Ei))
+    return value, (2 * (stats.A * r[None, :] + Er), 2 * (stats.B * r[None, :] + Ei))
 
 
 def structured_value_and_grad_4m(stats: ChannelStats, R, Q, G=None):
@@ -319,7 +358,8 @@ def structured_value_and_grad_4m(stats: ChannelStats, R, Q, G=None):
     r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
     X = jnp.concatenate([R, Q], axis=1)
     E = X @ G - stats.Y
-    value = jnp.sum(r * r) + jnp.sum((X - stats.X0) * E) - jnp.sum(X * stats.dY) + stats.const
+    value = (jnp.sum(r * r) + jnp.sum((X - stats.X0) * E) - jnp.sum(X * stats.dY)
+             + _offset(stats))
     return value, (2 * (stats.A * r[None, :] + E[:, :m]), 2 * (stats.B * r[None, :] + E[:, m:]))
 
 
