@@ -78,7 +78,11 @@ def fit_stepper(problem: Problem, init, *, method: str = "alternating", max_iter
         return alternating_stepper(problem.fun, init, preconditioners=precs, **common)
     if method == "cg":
         prec = full_preconditioner(problem) if precondition else None
-        return cg_stepper(problem.fun, init, preconditioner=prec, **common)
+        # CG takes no decision on values (its value recursion is exact in differences), so its
+        # two evaluations need no stored reference point: where statistics and solve are one
+        # program, XLA drops the statistics' Krylov loop (see value_and_grad_self_referenced).
+        return cg_stepper(lambda R, Q: value_and_grad_self_referenced(problem.stats, R, Q)[0],
+                          init, preconditioner=prec, **common)
     if method == "lbfgs":
         return lbfgs_stepper(problem.fun, init, **common)
     if method == "adam":
