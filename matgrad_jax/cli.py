@@ -81,7 +81,9 @@ def _load_problem(args):
     if missing:
         raise InputError(f"DATA: missing array(s) {', '.join(missing)} "
                          f"(found: {', '.join(sorted(data)) or 'none'})")
-    problem = channel.Problem(*(data[k] for k in channel.DATA_NAMES), dtype=args.dtype)
+    # exact and cg take no decision on values: they need no reference point (see Problem)
+    problem = channel.Problem(*(data[k] for k in channel.DATA_NAMES), dtype=args.dtype,
+                              reference=args.method not in ("exact", "cg"))
     init = None
     if "R0" in data or "Q0" in data:
         n, m = problem.shape

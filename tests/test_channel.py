@@ -250,3 +250,19 @@ def test_hpd_inverse_and_solve_alone_and_vmapped():
     fl = lambda A: jnp.sum(jnp.linalg.inv(A) ** 2)  # noqa: E731
     np.testing.assert_allclose(jax.vmap(jax.grad(f))(Mr), jax.vmap(jax.grad(fl))(Mr),
                                rtol=1e-9, atol=1e-12)
+
+
+def test_problem_without_reference_point_is_the_same_objective():
+    # reference=False: X0 = 0, dY = Y, no Krylov steps; value and gradient are unchanged.
+    args = _args(5, (9, 5, 7, 12))
+    p_ref = channel.Problem(*args[2:])
+    p_no = channel.Problem(*args[2:], reference=False)
+    assert not np.any(p_no.stats.X0) and np.array_equal(p_no.stats.Y, p_no.stats.dY)
+    assert np.any(p_ref.stats.X0)
+    ref = channel.objective(*args)
+    for p in (p_ref, p_no):
+        assert abs(float(p.value(*args[:2])) - float(ref)) <= 1e-12 * abs(float(ref))
+        for g, r in zip(p.grad(*args[:2]), jax.grad(channel.objective, (0, 1))(*args)):
+            assert _rel(g, r) < 1e-12
+    hlo = channel._statistics_jit.lower(*args[2:], reference=False).compile().as_text()
+    assert " while(" not in hlo

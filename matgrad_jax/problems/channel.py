@@ -210,21 +210,26 @@ def times_g(Xr, Xi, Mr, Mi, Ms):
     return T1 - T2, T3 - T1 - T2
 
 
-def channel_statistics(A, B, Z, P, S, W, ridge=0.0) -> ChannelStats:
+def channel_statistics(A, B, Z, P, S, W, ridge=0.0, reference: bool = True) -> ChannelStats:
     r"""Precompute :math:`G = K_cK_c^H + \text{ridge}\,I` and :math:`Y = W_cK_c^H` without forming K
-    when ``q > k``: :math:`KK^T = P(S^TS)P^T` and :math:`WK^T = (WS)P^T`."""
+    when ``q > k``: :math:`KK^T = P(S^TS)P^T` and :math:`WK^T = (WS)P^T`.
+
+    ``reference``: compute the reference point ``X0`` (see :func:`with_reference`); without it
+    ``X0 = 0``, which is exact too, but float32 value differences near the optimum lose digits
+    (what value-based line searches need). The exact solve and CG do not use it."""
     n = A.shape[0]
     KKt, WK = _kernel_products(P, S)
     WKt = WK(W)  # one product for both halves (under vmap, two products of the halves fused badly)
-    return _statistics(A, B, Z, KKt, WKt[:n], WKt[n:], jnp.sum(W * W), ridge)
+    return _statistics(A, B, Z, KKt, WKt[:n], WKt[n:], jnp.sum(W * W), ridge, reference)
 
 
-def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0) -> ChannelStats:
+def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0, reference: bool = True
+                           ) -> ChannelStats:
     """:func:`channel_statistics` with ``W`` given as its halves ``W1 = W[:n]``, ``W2 = W[n:]``
     (so their rows can be sharded together, see :func:`matgrad_jax.solve_rows`)."""
     KKt, WK = _kernel_products(P, S)
     return _statistics(A, B, Z, KKt, WK(W1), WK(W2), jnp.sum(W1 * W1) + jnp.sum(W2 * W2),
-                       ridge)
+                       ridge, reference)
 
 
 def _kernel_products(P, S):
@@ -239,7 +244,7 @@ def _kernel_products(P, S):
     return K @ K.T, lambda Wh: Wh @ K.T
 
 
-def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge) -> ChannelStats:
+def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge, reference=True) -> ChannelStats:
     """The statistics from ``K Kᵀ``, the halves of ``W Kᵀ`` and ``wsq = ‖W‖²``."""
     m = A.shape[1]
     K11, K12, K21, K22 = KKt[:m, :m], KKt[:m, m:], KKt[m:, :m], KKt[m:, m:]
@@ -248,7 +253,7 @@ def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge) -> ChannelStats:
     Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
     z = jnp.diagonal(Z)
     const = wsq + jnp.sum(Z * Z) - jnp.sum(z * z)
-    return with_reference(A, B, z, Gr, Gi, Y, const)
+    return with_reference(A, B, z, Gr, Gi, Y, const, steps=16 if reference else 0)
 
 
 def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
@@ -259,9 +264,16 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
     ``X G = Y`` (one product by G each, no factorisation). The value identity is exact for any
     ``X0``; a closer one only removes more of the cancellation. A few Krylov steps keep ``X0``
     bounded, where an explicit ``Y G⁻¹`` of an ill-conditioned G can be huge and cancel badly.
+    ``steps = 0``: ``X0 = 0`` and ``dY = Y``, at no cost.
     """
     m = Gr.shape[-1]
     Gs = Gr + Gi
+    # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
+    # chain of others into XLA's fusions.
+    stats = ChannelStats(A, B, z, Gr, Gi, Gs, Y, const, jnp.zeros_like(Y), Y,
+                         matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
+    if steps == 0:
+        return stats
     d = jnp.concatenate([jnp.diagonal(Gr)] * 2)
     dinv = jnp.where(d > 0, 1 / jnp.where(d > 0, d, 1), 0)[None, :]
     tiny = jnp.finfo(Gr.dtype).tiny
@@ -283,12 +295,7 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
 
     Z0 = Y * dinv
     init = (jnp.zeros_like(Y), (Y, Z0), Z0, jnp.sum(Y * Z0))
-    X0 = jax.lax.fori_loop(0, steps, body, init)[0]
-    # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
-    # chain of others into XLA's fusions.
-    stats = ChannelStats(A, B, z, Gr, Gi, Gs, Y, const, X0, Y,
-                         matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
-    return rereference(stats, X0)
+    return rereference(stats, jax.lax.fori_loop(0, steps, body, init)[0])
 
 
 def rereference(stats: ChannelStats, X0) -> ChannelStats:
@@ -430,14 +437,19 @@ class Problem:
     ``Problem(A, B, Z, P, S, W, ridge=0.0)`` checks shapes, dtypes and finiteness (one clear
     error naming the array), then computes :class:`ChannelStats`. It is a pytree: it passes through
     ``jit``/``vmap`` and can be stacked for batches. ``ridge`` adds ``ridge * (||R||² + ||Q||²)``
-    to the objective.
+    to the objective. ``reference=False`` skips the value's reference point (16 products by G,
+    often more than an exact solve costs): right for ``exact`` and ``cg``, which do not use it;
+    value-based methods in float32 (``alternating``, ``lbfgs``) want it (see
+    :func:`channel_statistics`).
     """
 
-    def __init__(self, A, B, Z, P, S, W, *, ridge: float = 0.0, dtype=None):
+    def __init__(self, A, B, Z, P, S, W, *, ridge: float = 0.0, dtype=None,
+                 reference: bool = True):
         arrays = validate_data(A, B, Z, P, S, W, dtype=dtype)
         if is_concrete(ridge) and not (np.isfinite(ridge) and ridge >= 0):
             raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
-        self.stats = _statistics_jit(*(arrays[k] for k in DATA_NAMES), ridge)
+        self.stats = _statistics_jit(*(arrays[k] for k in DATA_NAMES), ridge,
+                                     reference=reference)
         self.ridge = ridge
 
     # pytree protocol -------------------------------------------------------------------------
@@ -530,7 +542,7 @@ class Problem:
         return f"Problem(n={n}, m={m}, dtype={self.dtype}, ridge={self.ridge})"
 
 
-_statistics_jit = jax.jit(channel_statistics)
+_statistics_jit = jax.jit(channel_statistics, static_argnames="reference")
 
 
 @jax.jit
@@ -645,7 +657,7 @@ def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
         )
     if is_concrete(ridge) and not (np.isfinite(ridge) and ridge >= 0):
         raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
-    stats = _statistics_jit(*(arrays[k_] for k_ in DATA_NAMES), ridge)
+    stats = _statistics_jit(*(arrays[k_] for k_ in DATA_NAMES), ridge, reference=False)
     R, Q = _solve_exact_jit(stats, refine=refine)
     if is_concrete(R) and not bool(jnp.all(jnp.isfinite(R))):
         raise InputError(
