@@ -345,7 +345,7 @@ def value_and_grad_self_referenced(stats: ChannelStats, R, Q):
     of two numbers near ``‖W‖²`` rounds once); the stored one is there to make *differences* of
     values accurate along an iteration. The exact solve's result uses this, so that where the
     statistics are computed in the same program (``solve_batch``, ``solve_rows``) XLA drops their
-    Krylov reference and its ``2 * steps`` products.
+    Krylov reference and its ``steps + 1`` products by ``G``.
     """
     m = R.shape[-1]
     r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
