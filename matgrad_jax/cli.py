@@ -66,6 +66,7 @@ def _load_problem(args):
     import numpy as np
 
     from ._checks import InputError, as_real_array
+    from .fit import WITHOUT_REFERENCE
     from .io import fingerprint, load_arrays
     from .problems import channel
 
@@ -81,9 +82,8 @@ def _load_problem(args):
     if missing:
         raise InputError(f"DATA: missing array(s) {', '.join(missing)} "
                          f"(found: {', '.join(sorted(data)) or 'none'})")
-    # exact and cg take no decision on values: they need no reference point (see Problem)
     problem = channel.Problem(*(data[k] for k in channel.DATA_NAMES), dtype=args.dtype,
-                              reference=args.method not in ("exact", "cg"))
+                              reference=args.method not in WITHOUT_REFERENCE)
     init = None
     if "R0" in data or "Q0" in data:
         n, m = problem.shape

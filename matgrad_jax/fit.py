@@ -27,6 +27,9 @@ from .solvers.result import EXACT, SolveResult, empty_history, record, tree_norm
 from .solvers.stepper import Stepper, advance, run
 
 METHODS = ("exact", "alternating", "cg", "lbfgs", "adam")
+WITHOUT_REFERENCE = ("exact", "cg")
+"""Methods that take no decision on values and so need no reference point in the statistics
+(``channel.Problem(..., reference=False)`` is enough for them)."""
 
 
 def full_preconditioner(problem: Problem):

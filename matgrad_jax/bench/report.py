@@ -72,6 +72,17 @@ def gradient_section(docs) -> str:
     return "\n".join(parts)
 
 
+def _statistics_note(r) -> str:
+    """The one-time statistics cost of a solver case, when its JSON has it."""
+    if not r.get("statistics_s"):
+        return ""
+    without = (f" ({_ms(r['statistics_no_reference_s'])} ms without the reference point, which "
+               "exact and CG do not use)" if r.get("statistics_no_reference_s") else "")
+    return (". Every time below starts from the statistics (G, Y, the data's Gram products and "
+            f"the value's reference point), computed once per data set in "
+            f"{_ms(r['statistics_s'])} ms{without}.")
+
+
 def solvers_section(docs) -> str:
     parts = ["### Seed-1 solvers: time to the target gap\n"]
     for doc in docs:
@@ -90,14 +101,7 @@ def solvers_section(docs) -> str:
                             f"{ratio:.0f}× {_ok(ratio, 100)} (target ≥ 100×)"
                             if r["target_gap"] <= 1e-10 else
                             f"{ratio:.0f}× (the ≥ 100× target is for float64 to 1e-10)")
-                         + (f". Every time below starts from the statistics (G, Y, the data's "
-                            f"Gram products and the value's reference point), computed once per "
-                            f"data set in {_ms(r['statistics_s'])} ms"
-                            + (f" ({_ms(r['statistics_no_reference_s'])} ms without the "
-                               "reference point, which exact and CG do not use)"
-                               if r.get("statistics_no_reference_s") else "") + "."
-                            if r.get("statistics_s") else "")
-                         + "\n")
+                         + _statistics_note(r) + "\n")
             parts.append(_table(["method", "iterations", "ms", "× exact", "best gap"], rows)
                          + "\n")
     return "\n".join(parts)

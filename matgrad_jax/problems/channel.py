@@ -166,10 +166,12 @@ class ChannelStats(NamedTuple):
 
     ``X0`` (``n x 2m``) is a reference point near the block term's minimiser ``Y G⁻¹`` (see
     :func:`with_reference` and :func:`rereference`), ``dY = Y - X0 G`` and
-    ``const = ‖W‖² + ‖Z - I∘Z‖²``, so that
+    ``const = ‖W‖² + ‖Z - I∘Z‖²``, ``offset = const - <X0, Y>``, so that
     :math:`\operatorname{tr}(XGX^T) - 2\operatorname{tr}(XY^T) + \|W\|^2
     = \langle X - X_0, XG - Y\rangle - \langle X, dY\rangle + \|W\|^2
-    - \langle X_0, Y\rangle` holds exactly for any ``X0``.
+    - \langle X_0, Y\rangle` holds exactly for any ``X0``. ``offset`` is summed once, on its own:
+    its cancellation then rounds the same way at every point, and differences of values stay
+    accurate.
     Written that way the value has no cancellation against ``‖W‖²`` (which, in float32 near the
     optimum, cost the plain form three digits and stalled value-based line searches).
     """
@@ -184,6 +186,7 @@ class ChannelStats(NamedTuple):
     const: Array  # ||W||^2 + ||Z - I.Z||^2 (see above)
     X0: Array
     dY: Array
+    offset: Array  # const - <X0, Y>
     AtA: Array
     BtB: Array
     AtB: Array
@@ -270,7 +273,7 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
     Gs = Gr + Gi
     # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
     # chain of others into XLA's fusions.
-    stats = ChannelStats(A, B, z, Gr, Gi, Gs, Y, const, jnp.zeros_like(Y), Y,
+    stats = ChannelStats(A, B, z, Gr, Gi, Gs, Y, const, jnp.zeros_like(Y), Y, const,
                          matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
     if steps == 0:
         return stats
@@ -299,21 +302,26 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
 
 
 def rereference(stats: ChannelStats, X0) -> ChannelStats:
-    """``stats`` with the reference point ``X0`` (``n x 2m``; zero if not all finite) and its
-    ``dY = Y - X0 G``. The value and gradient are the same for any ``X0``; only their rounding
-    depends on it (see :class:`ChannelStats`)."""
+    """``stats`` with the reference point ``X0`` (``n x 2m``; zero if not all finite), its
+    ``dY = Y - X0 G`` and ``offset``. The value and gradient are the same for any ``X0``; only
+    their rounding depends on it (see :class:`ChannelStats`)."""
     m = stats.Gr.shape[-1]
     X0 = jnp.where(jnp.all(jnp.isfinite(X0)), X0, jnp.zeros_like(X0))
     dY = stats.Y - jnp.concatenate(times_g(X0[:, :m], X0[:, m:], stats.Gr, stats.Gi, stats.Gs),
                                    axis=1)
-    return stats._replace(X0=X0, dY=dY)
+    return stats._replace(X0=X0, dY=dY, offset=stats.const - jnp.sum(X0 * stats.Y))
 
 
-def _offset(stats: ChannelStats):
-    """The value's constant ``‖W‖² + ‖Z - I∘Z‖² - <X0, Y>``, summed on its own before it is
-    added to the varying terms: its cancellation then rounds once, the same way at every point,
-    and differences of values stay accurate."""
-    return stats.const - jnp.sum(stats.X0 * stats.Y)
+def _residuals(stats: ChannelStats, R, Q):
+    """``r = diag(RᵀA + QᵀB) - diag Z`` and ``(Re, Im)`` of ``HG - Y``."""
+    m = R.shape[-1]
+    r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
+    HGr, HGi = times_g(R, Q, stats.Gr, stats.Gi, stats.Gs)
+    return r, HGr - stats.Y[:, :m], HGi - stats.Y[:, m:]
+
+
+def _gradient(stats: ChannelStats, r, Er, Ei):
+    return 2 * (stats.A * r[None, :] + Er), 2 * (stats.B * r[None, :] + Ei)
 
 
 def structured_value_and_grad(stats: ChannelStats, R, Q):
@@ -324,16 +332,12 @@ def structured_value_and_grad(stats: ChannelStats, R, Q):
     :math:`\partial\phi/\partial Q = 2B\,\mathrm{Diag}(r) + 2\,\mathrm{Im}(HG - Y)`.
     """
     m = R.shape[-1]
-    r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
-    HGr, HGi = times_g(R, Q, stats.Gr, stats.Gi, stats.Gs)
-    Y, X0, dY = stats.Y, stats.X0, stats.dY
-    Er, Ei = HGr - Y[:, :m], HGi - Y[:, m:]
+    r, Er, Ei = _residuals(stats, R, Q)
+    X0, dY = stats.X0, stats.dY
     # = ||r||² + tr(XGXᵀ) - 2tr(XYᵀ) + ||W||² + ..., without cancellation (see ChannelStats)
     value = (jnp.sum(r * r) + jnp.sum((R - X0[:, :m]) * Er) + jnp.sum((Q - X0[:, m:]) * Ei)
-             - jnp.sum(R * dY[:, :m]) - jnp.sum(Q * dY[:, m:]) + _offset(stats))
-    dR = 2 * (stats.A * r[None, :] + Er)
-    dQ = 2 * (stats.B * r[None, :] + Ei)
-    return value, (dR, dQ)
+             - jnp.sum(R * dY[:, :m]) - jnp.sum(Q * dY[:, m:]) + stats.offset)
+    return value, _gradient(stats, r, Er, Ei)
 
 
 def value_and_grad_self_referenced(stats: ChannelStats, R, Q):
@@ -348,12 +352,10 @@ def value_and_grad_self_referenced(stats: ChannelStats, R, Q):
     Krylov reference and its ``steps + 1`` products by ``G``.
     """
     m = R.shape[-1]
-    r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
-    HGr, HGi = times_g(R, Q, stats.Gr, stats.Gi, stats.Gs)
-    Er, Ei = HGr - stats.Y[:, :m], HGi - stats.Y[:, m:]
+    r, Er, Ei = _residuals(stats, R, Q)
     offset = stats.const - (jnp.sum(R * stats.Y[:, :m]) + jnp.sum(Q * stats.Y[:, m:]))
     value = jnp.sum(r * r) + offset + (jnp.sum(R * Er) + jnp.sum(Q * Ei))
-    return value, (2 * (stats.A * r[None, :] + Er), 2 * (stats.B * r[None, :] + Ei))
+    return value, _gradient(stats, r, Er, Ei)
 
 
 def structured_value_and_grad_4m(stats: ChannelStats, R, Q, G=None):
@@ -366,8 +368,8 @@ def structured_value_and_grad_4m(stats: ChannelStats, R, Q, G=None):
     X = jnp.concatenate([R, Q], axis=1)
     E = X @ G - stats.Y
     value = (jnp.sum(r * r) + jnp.sum((X - stats.X0) * E) - jnp.sum(X * stats.dY)
-             + _offset(stats))
-    return value, (2 * (stats.A * r[None, :] + E[:, :m]), 2 * (stats.B * r[None, :] + E[:, m:]))
+             + stats.offset)
+    return value, _gradient(stats, r, E[:, :m], E[:, m:])
 
 
 def structured_grad_complex(stats: ChannelStats, R, Q):
