@@ -266,3 +266,14 @@ def test_problem_without_reference_point_is_the_same_objective():
             assert _rel(g, r) < 1e-12
     hlo = channel._statistics_jit.lower(*args[2:], reference=False).compile().as_text()
     assert " while(" not in hlo
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float64, 1e-11), (jnp.float32, 1e-4)])
+def test_self_referenced_value_and_grad_match_jax_grad(dtype, tol):
+    args = _args(6, (10, 4, 7, 13), dtype)  # n != m != k != q
+    stats = channel.Problem(*args[2:], reference=False).stats
+    v, g = channel.value_and_grad_self_referenced(stats, *args[:2])
+    ref = channel.objective(*args)
+    assert abs(float(v) - float(ref)) <= tol * abs(float(ref))
+    for got, want in zip(g, jax.grad(channel.objective, (0, 1))(*args)):
+        assert got.dtype == dtype and _rel(got, want) < tol
