@@ -45,7 +45,8 @@ from .problems.channel import (
 from .solvers.result import SolveResult
 from .solvers.stepper import run
 
-_OPTIONS = ("max_iters", "tol", "gtol", "precondition", "refine", "learning_rate")
+_OPTIONS = ("max_iters", "tol", "gtol", "precondition", "refine", "learning_rate",
+            "matmul_precision")
 
 
 def device_mesh(axis_name: str = "batch", devices: Sequence | None = None) -> Mesh:
@@ -146,13 +147,15 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
     Args:
       data: dict of arrays ``A, B, Z, P, S, W``, each with a leading batch axis ``b``
         (``A: (b, n, m)``, ``P: (b, 2m, k)``, …).
-      method: ``exact``, ``alternating``, ``cg``, ``lbfgs`` or ``adam`` (see :mod:`matgrad_jax.fit`).
+      method: ``exact``, ``alternating``, ``cg``, ``lbfgs`` or ``adam``
+        (see :mod:`matgrad_jax.fit`).
       mesh: a 1-d mesh (default: :func:`device_mesh` over ``jax.devices()``).
       init: optional stacked start ``(R0, Q0)``, each ``(b, n, m)``; zeros by default.
       ridge: Tikhonov weight added to every problem.
       dtype: computation dtype (default: the data's widest float).
       full_result: return the batched :class:`SolveResult` instead of ``(R, Q)``.
-      options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``.
+      options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``,
+        ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
 
     Returns:
       ``(R, Q)``, each ``(b, n, m)``, sharded over the mesh along the batch axis (replicated when

@@ -2,6 +2,7 @@
 its JSON, and that plots and the README section are generated from that JSON."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,21 @@ def test_wrapper_scripts_and_cli_help():
         proc = subprocess.run([sys.executable, str(path), "--help"], capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0 and "usage" in proc.stdout, (path, proc.stderr[-500:])
+
+
+def test_gpu_suite_script_parses_and_names_existing_scripts():
+    script = ROOT / "benchmarks" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
+    for name in set(re.findall(r"benchmarks/(bench_\w+\.py)", script.read_text())):
+        assert (ROOT / "benchmarks" / name).is_file(), name
+
+
+def test_committed_results_render():
+    """Every committed JSON (CPU and GPU runs) goes through the README generator."""
+    from matgrad_jax.bench.report import render
+
+    results = ROOT / "benchmarks" / "results"
+    text = render(results)
+    for doc in (json.loads(p.read_text()) for p in results.glob("*.json")):
+        if doc["machine"].get("platform") == "gpu" and doc.get("dtype") == "float32":
+            assert "NVIDIA" in text and "precision" in text

@@ -19,17 +19,21 @@ from .common import add_run_options, machine, median_time, print_table, write_re
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=512)
+    p.add_argument("--matmul-precision", default="highest", choices=["highest", "none"],
+                   help="check_gradient's matmul_precision (none: the caller's, TF32 on GPUs)")
     add_run_options(p, repeats=3)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     n = 24 if a.quick else a.n
+    precision = None if a.matmul_precision == "none" else a.matmul_precision
     results = []
     for dtype in ("float32", "float64"):
         B, Q = gram.make_data(n, n, family="generic", seed=0, dtype=jnp.dtype(dtype))
 
         def audit(B, Q):
             return check_gradient(gram.frobenius_squared, gram.frobenius_squared_grad_general,
-                                  (B, Q), argnums=0, arg_names=("B", "Q"))
+                                  (B, Q), argnums=0, arg_names=("B", "Q"),
+                                  matmul_precision=precision)
 
         t0 = time.perf_counter()
         report = audit(B, Q)
@@ -38,8 +42,11 @@ def main(argv=None):
                            repeats=1 if a.quick else a.repeats)
         results.append({"dtype": dtype, "n": n, "cold_s": cold, "warm_s": warm,
                         "passed": bool(report.passed), "points": report.points,
-                        "max_rel_error": float(report.max_rel_error)})
-    print_table(f"check_gradient, ‖BBᵀ − Q‖_F², n = r = {n}",
+                        "max_rel_error": float(report.max_rel_error),
+                        "matmul_precision": a.matmul_precision,
+                        "message": report.message})
+    print_table(f"check_gradient, ‖BBᵀ − Q‖_F², n = r = {n}, matmul_precision "
+                f"{a.matmul_precision}",
                 ["dtype", "cold s", "warm s", "passed", "max rel. error"],
                 [[r["dtype"], f"{r['cold_s']:.2f}", f"{r['warm_s']:.2f}", r["passed"],
                   f"{r['max_rel_error']:.1e}"] for r in results])

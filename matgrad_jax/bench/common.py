@@ -10,6 +10,8 @@ from pathlib import Path
 
 import jax
 
+from ..precision import FIT_PRECISION
+
 
 def default_results_dir() -> Path:
     """``benchmarks/results`` of the source tree when run from it, else ``./benchmark-results``."""
@@ -81,6 +83,10 @@ def machine() -> dict:
     return {"platform": dev.platform, "device": dev.device_kind, "device_count": len(jax.devices()),
             "cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            # None: XLA's default, which on NVIDIA GPUs runs float32 products on TF32 tensor cores
+            "matmul_precision": jax.config.jax_default_matmul_precision,
+            # what the fitting code (statistics, exact solve, solvers) traces its products at
+            "fit_matmul_precision": FIT_PRECISION,
             "date": time.strftime("%Y-%m-%d")}
 
 
