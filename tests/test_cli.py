@@ -31,6 +31,9 @@ def test_example_then_fit(tmp_path, capsys):
     # an existing result is never overwritten without --force
     assert main(["fit", str(data), "--out", str(out)]) == 2
     assert "pass --force" in capsys.readouterr().err
+    assert main(["fit", str(data), "--out", str(out), "--method", "exact", "--force",
+                 "--matmul-precision", "default"]) == 0
+    assert json.loads((out / "history.json").read_text())["converged"]
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -149,6 +152,10 @@ def test_checkpoint_refusals_and_mismatch(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "other.npz"), "--out", str(out), "--method", "cg",
                  "--resume"]) == 2
     assert "data_sha256" in capsys.readouterr().err
+    # the run was started at the default precision: resuming at another one is refused
+    assert main(["fit", str(ex), "--out", str(out), "--method", "cg", "--resume",
+                 "--matmul-precision", "default"]) == 2
+    assert "matmul_precision" in capsys.readouterr().err
     assert main(["fit", str(ex), "--out", str(out), "--method", "cg", "--resume"]) == 0
     assert not (out / "checkpoint.npz").exists()
     assert json.loads((out / "history.json").read_text())["resumed"]
