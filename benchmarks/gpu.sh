@@ -9,7 +9,8 @@
 # runs float32 products on TF32 tensor cores; the fitting code and the audit use "highest"
 # (matgrad_jax.precision). The JSON records both (machine.matmul_precision,
 # machine.fit_matmul_precision). `gradient-highest` times the gradients with true float32
-# products (JAX_DEFAULT_MATMUL_PRECISION=highest; slow: about 200 s for the first two sizes).
+# products (JAX_DEFAULT_MATMUL_PRECISION=highest; slow: one run on an H100 did not finish the
+# second size within 200 s).
 # With $OUT set (a folder), every finished benchmark's JSON is also packed into $OUT/results.tgz,
 # so a run cut short keeps what it finished.
 set -u
