@@ -21,18 +21,34 @@ from contextlib import nullcontext
 
 import jax
 
+from ._checks import InputError
+
 FIT_PRECISION = "highest"
+PRECISIONS = ("default", "high", "highest")
+"""The portable names; ``None`` keeps the caller's setting."""
 
 
 def products(precision: str | None = FIT_PRECISION):
-    """A context in which traced matrix products take ``precision`` (None: the caller's)."""
-    return nullcontext() if precision is None else jax.default_matmul_precision(precision)
+    """A context in which traced matrix products take ``precision`` (None: the caller's).
+
+    Raises :class:`~matgrad_jax._checks.InputError` naming ``matmul_precision`` for a value
+    ``jax.default_matmul_precision`` does not know."""
+    if precision is None:
+        return nullcontext()
+    try:
+        with jax.default_matmul_precision(precision):
+            pass
+    except ValueError:
+        raise InputError(f"matmul_precision: expected None or one of {PRECISIONS} (or another "
+                         f"name jax.default_matmul_precision takes), got {precision!r}") from None
+    return jax.default_matmul_precision(precision)
 
 
 def traced_at(precision: str | None, fn: Callable) -> Callable:
     """``fn`` traced with its matrix products at ``precision`` (None: ``fn`` itself)."""
     if precision is None:
         return fn
+    products(precision)  # checked once, here, not at every trace
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):

@@ -99,3 +99,16 @@ def test_audit_traces_at_highest_unless_told():
     report = check_gradient(gram.frobenius_squared, grad, (B, Q), argnums=0, kinks=False,
                             matmul_precision=None)
     assert report.passed and seen and set(seen) == {None}
+
+
+def test_unknown_precision_is_one_clear_error(data32):
+    from matgrad_jax._checks import InputError
+    from matgrad_jax.fit import fit
+
+    problem = channel.Problem(*data32)
+    with pytest.raises(InputError, match=r"^matmul_precision: expected None or one of .*'fast'"):
+        fit(problem, method="exact", matmul_precision="fast")
+    B, Q = gram.make_data(7, 5, family="generic", seed=0, dtype=jnp.float32)
+    with pytest.raises(InputError, match="matmul_precision"):
+        check_gradient(gram.frobenius_squared, gram.frobenius_squared_grad_general, (B, Q),
+                       matmul_precision="fast")
