@@ -131,8 +131,10 @@ def cmd_fit(args) -> int:
     options = dict(method=args.method, max_iters=args.max_iters, tol=args.tol)
     meta = dict(format="matgrad-checkpoint/1", method=args.method, dtype=args.dtype,
                 max_iters=args.max_iters, tol=args.tol)
-    if args.matmul_precision != "highest":  # the default is not recorded: older checkpoints
-        options["matmul_precision"] = (None if args.matmul_precision == "default"  # resume
+    # Only a precision other than the default goes into the checkpoint's meta, so checkpoints
+    # written before the option existed still resume.
+    if args.matmul_precision != "highest":
+        options["matmul_precision"] = (None if args.matmul_precision == "default"
                                        else args.matmul_precision)
         meta["matmul_precision"] = args.matmul_precision
     try:

@@ -68,6 +68,6 @@ def test_committed_results_render():
 
     results = ROOT / "benchmarks" / "results"
     text = render(results)
-    for doc in (json.loads(p.read_text()) for p in results.glob("*.json")):
-        if doc["machine"].get("platform") == "gpu" and doc.get("dtype") == "float32":
-            assert "NVIDIA" in text and "precision" in text
+    docs = [json.loads(p.read_text()) for p in results.glob("*.json")]
+    if any(d["machine"].get("platform") == "gpu" and d.get("dtype") == "float32" for d in docs):
+        assert "NVIDIA" in text and "precision" in text

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..precision import products
 from . import checks, diagnosis, points
 from .report import GradientReport
 
@@ -69,11 +70,7 @@ def check_gradient(
     Returns:
       A :class:`GradientReport`.
     """
-    if matmul_precision is None:
-        return _check_gradient(fun, grad_fun, args, argnums, arg_names, seed, n_perturbed,
-                               n_random, n_family, families, n_directions, taylor, kinks, rtol,
-                               reference, name, source)
-    with jax.default_matmul_precision(matmul_precision):
+    with products(matmul_precision):
         return _check_gradient(fun, grad_fun, args, argnums, arg_names, seed, n_perturbed,
                                n_random, n_family, families, n_directions, taylor, kinks, rtol,
                                reference, name, source)

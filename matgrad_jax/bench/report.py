@@ -86,7 +86,7 @@ def gradient_section(docs) -> str:
         parts.append(_table(["(n, m, k, q)", "jax.grad(literal)", "hand literal",
                              "jax.grad(structured)", "**Problem.grad**", "8nm² form", "GEMM floor",
                              "speed-up", "vs floor"], rows) + "\n")
-        if doc["machine"].get("platform") != "cpu":
+        if not _is_cpu(doc):
             big = max(doc["results"], key=lambda r: (r["n"] * r["m"] ** 2, r["q"]))
             share = 1 / big["structured_over_floor"]
             parts.append(f"At ({big['n']}, {big['m']}, {big['k']}, {big['q']}) `Problem.grad` "
