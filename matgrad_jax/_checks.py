@@ -23,13 +23,21 @@ def is_concrete(x) -> bool:
 
 
 def as_real_array(name: str, x, *, ndim: int = 2, dtype=None) -> jax.Array:
-    """Convert ``x`` to a real floating JAX array of rank ``ndim`` or raise :class:`InputError`."""
-    if isinstance(x, jax.Array) and not is_concrete(x):
-        arr = x
-    else:
-        arr = _host_array(name, x)
+    """Convert ``x`` to a real floating JAX array of rank ``ndim`` or raise :class:`InputError`.
+
+    A JAX array is checked from its metadata and stays where it is (a device array is not
+    copied to the host and back)."""
+    arr = x if isinstance(x, jax.Array) else _host_array(name, x)
     dtype = _check_real(name, arr, ndim, dtype)
     return jnp.asarray(arr, dtype=dtype)
+
+
+def real_input(name: str, x, *, ndim: int = 2):
+    """``(array, dtype)``: ``x`` checked as :func:`as_real_array` checks it, and the floating
+    dtype it converts to (canonical: float32 where x64 is off), with nothing converted or moved
+    yet. A JAX array is returned as it is; anything else as a NumPy array."""
+    arr = x if isinstance(x, jax.Array) else _host_array(name, x)
+    return arr, jax.dtypes.canonicalize_dtype(_check_real(name, arr, ndim, None))
 
 
 def as_real_numpy(name: str, x, *, ndim: int = 2, dtype=None) -> np.ndarray:
@@ -64,12 +72,26 @@ def _check_real(name, arr, ndim, dtype):
     return dtype
 
 
-def check_finite(arrays: Mapping[str, jax.Array]) -> None:
-    """Raise :class:`InputError` naming the first array holding NaN or Inf (concrete arrays only)."""
-    for name, a in arrays.items():
-        if is_concrete(a) and not bool(jnp.all(jnp.isfinite(a))):
+def check_finite(arrays: Mapping[str, jax.Array | np.ndarray]) -> None:
+    """Raise :class:`InputError` naming the first array holding NaN or Inf (concrete arrays only).
+
+    NumPy arrays are checked on the host; JAX arrays in one jitted reduction and one transfer of
+    the flags, whatever their number (a host sync per array cost more than a small solve)."""
+    names = [k for k, a in arrays.items() if is_concrete(a)]
+    on_device = [k for k in names if isinstance(arrays[k], jax.Array)]
+    flags = dict(zip(on_device, np.asarray(_all_finite([arrays[k] for k in on_device]))
+                     if on_device else ()))
+    for name in names:
+        a = arrays[name]
+        ok = flags[name] if name in flags else bool(np.isfinite(np.asarray(a)).all())
+        if not ok:
             bad = int(np.size(a) - np.count_nonzero(np.isfinite(np.asarray(a))))
             raise InputError(f"{name}: holds {bad} NaN/Inf value(s); all data must be finite")
+
+
+@jax.jit
+def _all_finite(arrays):
+    return jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays])
 
 
 def check_shapes(expected: Mapping[str, tuple], arrays: Mapping[str, jax.Array],

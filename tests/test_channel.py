@@ -1,3 +1,5 @@
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,6 +143,33 @@ def test_problem_validation_messages():
     prob = channel.Problem(**data)
     with pytest.raises(InputError, match="R: expected shape"):
         prob.value(jnp.zeros((3, 3)), jnp.zeros((6, 4)))
+
+
+def test_validate_data_keeps_device_arrays_and_casts_host_input_on_the_host():
+    d = channel.make_data(6, 4, 5, 7)
+    host = {k: np.asarray(d[k], np.float32) for k in channel.DATA_NAMES}
+    out = channel.validate_data(**dict(host, A=host["A"].tolist()))  # a list reads as float64
+    assert all(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in out.values())
+    np.testing.assert_array_equal(out["W"], host["W"].astype(np.float64))
+    # JAX arrays are not copied through the host: they come back as JAX arrays, on their device
+    mixed = channel.validate_data(**dict(host, Z=d["Z"]))
+    assert isinstance(mixed["Z"], jax.Array) and mixed["Z"].devices() == d["Z"].devices()
+    assert {a.dtype for a in mixed.values()} == {np.dtype(np.float64)}
+    # NaNs in several device arrays: the error names the first in DATA_NAMES order
+    dev = {k: jnp.asarray(v) for k, v in host.items()}
+    dev["W"] = dev["W"].at[0, 0].set(jnp.nan)
+    dev["Z"] = dev["Z"].at[1, 1].set(jnp.inf)
+    with pytest.raises(InputError, match="Z: holds 1 NaN/Inf"):
+        channel.validate_data(**dev)
+    with pytest.raises(InputError, match="W: holds 1 NaN/Inf"):
+        channel.validate_data(**dict(dev, Z=host["Z"]))
+    # without x64, float64 input is computed in float32 (jax's canonical dtype), with no warning
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = channel.validate_data(**{k: np.asarray(d[k]) for k in channel.DATA_NAMES})
+        assert {a.dtype for a in out.values()} == {np.dtype(np.float32)}
+        R, _ = channel.solve_exact(*out.values())
+        assert R.dtype == jnp.float32
 
 
 def test_exact_solve_matches_dense_least_squares():

@@ -38,11 +38,10 @@ from jax import Array
 
 from .._checks import (
     InputError,
-    as_real_array,
     check_finite,
     check_shapes,
-    common_float_dtype,
     is_concrete,
+    real_input,
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
 from ..linalg import SMALL_MATMUL, hpd_inverse, hpd_solve, matmul
@@ -422,19 +421,25 @@ GRADIENTS = {
 # --------------------------------------------------------------------------------------------
 
 
-def validate_data(A, B, Z, P, S, W, *, dtype=None) -> dict[str, Array]:
+def validate_data(A, B, Z, P, S, W, *, dtype=None) -> dict[str, Array | np.ndarray]:
     """Check names, ranks, shapes (in terms of n, m, k, q), dtypes and finiteness; cast to one dtype.
 
-    Raises :class:`~matgrad_jax._checks.InputError` with one line naming the array.
+    Raises :class:`~matgrad_jax._checks.InputError` with one line naming the array. Returns the
+    arrays as jitted code takes them: host input (lists, NumPy) as NumPy arrays, cast and checked
+    on the host, which the jitted call then moves itself (for a small problem ``device_put``
+    cost more than the solve); JAX arrays where they are, checked in one jitted reduction.
     """
     raw = dict(A=A, B=B, Z=Z, P=P, S=S, W=W)
-    arrays = {name: as_real_array(name, raw[name]) for name in DATA_NAMES}
+    checked = {name: real_input(name, raw[name]) for name in DATA_NAMES}
+    arrays = {name: a for name, (a, _) in checked.items()}
     n, m = arrays["A"].shape
     k = arrays["P"].shape[1]
     q = arrays["S"].shape[0]
     check_shapes(DATA_SHAPES, arrays, {"n": n, "m": m, "k": k, "q": q})
-    dtype = dtype or common_float_dtype(*arrays.values())
-    arrays = {name: a.astype(dtype) for name, a in arrays.items()}
+    dtype = jax.dtypes.canonicalize_dtype(
+        dtype or np.result_type(*(d for _, d in checked.values()), np.float32))
+    arrays = {name: a.astype(dtype) if isinstance(a, jax.Array) else np.asarray(a, dtype)
+              for name, a in arrays.items()}
     check_finite(arrays)
     return arrays
 
@@ -642,6 +647,16 @@ def solve_exact_stats(stats: ChannelStats, refine: int = 0):
 _solve_exact_jit = jax.jit(fit_precision(solve_exact_stats), static_argnames="refine")
 
 
+@partial(jax.jit, static_argnames="refine")
+@fit_precision
+def _solve_exact_data_jit(A, B, Z, P, S, W, ridge, refine: int = 0):
+    """Statistics, exact solve and its finiteness flag in one program: a single dispatch and
+    one scalar back to the host per call of :func:`solve_exact`."""
+    R, Q = solve_exact_stats(channel_statistics(A, B, Z, P, S, W, ridge, reference=False),
+                             refine=refine)
+    return R, Q, jnp.all(jnp.isfinite(R)) & jnp.all(jnp.isfinite(Q))
+
+
 def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
     r"""The minimiser of the seed-1 objective (+ ``ridge * (||R||² + ||Q||²)``), in closed form.
 
@@ -668,9 +683,9 @@ def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
         )
     if is_concrete(ridge) and not (np.isfinite(ridge) and ridge >= 0):
         raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
-    stats = _statistics_jit(*(arrays[k_] for k_ in DATA_NAMES), ridge, reference=False)
-    R, Q = _solve_exact_jit(stats, refine=refine)
-    if is_concrete(R) and not bool(jnp.all(jnp.isfinite(R))):
+    R, Q, finite = _solve_exact_data_jit(*(arrays[k_] for k_ in DATA_NAMES), ridge,
+                                         refine=refine)
+    if is_concrete(finite) and not bool(finite):
         raise InputError(
             "G = K_c K_c^H (+ ridge I) is numerically singular (its Cholesky failed); "
             "pass a larger ridge"
