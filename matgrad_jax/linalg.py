@@ -160,7 +160,15 @@ def _hpd_solve_vmap(axis_size, in_batched, M, b):
         chol = jnp.linalg.cholesky(M)
         return jax.scipy.linalg.cho_solve((chol, True), b.T).T, True
     b = b if b_batched else jnp.broadcast_to(b, (axis_size, *b.shape))
-    return jnp.einsum("...ij,...j->...i", sweep_inverse(M), b), True
+    Minv = sweep_inverse(M)
+    if M.shape[-1] > SMALL_MATMUL[0]:
+        return jnp.einsum("...ij,...j->...i", Minv, b), True
+    # written out, as linalg.matmul does: a batched matrix-vector dot of tiny matrices runs one
+    # problem at a time on XLA:CPU (and pulls the producers of b into its kernel)
+    acc = Minv[..., 0] * b[..., 0:1]
+    for j in range(1, M.shape[-1]):
+        acc = acc + Minv[..., j] * b[..., j:j + 1]
+    return acc, True
 
 
 SMALL_MATMUL = (16, 1024)
@@ -188,3 +196,67 @@ def matmul(X: Array, Y: Array) -> Array:
     for i in range(1, c):
         acc = acc + X[:, i:i + 1] * Y[i:i + 1, :]
     return acc
+
+
+def sum_rows(X: Array) -> Array:
+    """``X.sum(axis=0)`` for 2-d ``X``; for at most ``SMALL_MATMUL[0]`` rows written out as adds.
+
+    Under ``vmap`` XLA:CPU hands a reduction of tiny rows, with the elementwise code that feeds
+    it, to its YNNPACK fusions, which materialise broadcasts of the operands and ran the
+    exact solve's ``Re<c_j, x_j>`` of 4096 ``(8, 4)`` problems several times slower than adds.
+    """
+    if X.shape[0] > SMALL_MATMUL[0]:
+        return jnp.sum(X, axis=0)
+    acc = X[0]
+    for i in range(1, X.shape[0]):
+        acc = acc + X[i]
+    return acc
+
+
+@jax.custom_jvp
+def materialize(*xs: Array) -> tuple[Array, ...]:
+    r"""``xs`` unchanged, computed once under ``vmap`` on XLA:CPU instead of inside their consumers.
+
+    XLA fuses cheap elementwise producers into every consumer, recomputing them there. For
+    products written out by :func:`matmul` that is a product recomputed per output column: a
+    written-out ``K = P Sᵀ`` feeding the written-out ``K Kᵀ`` and ``W Kᵀ`` made those two run
+    at a third of the speed of the same products on a stored ``K``. ``jax.lax.optimization_barrier``
+    does not stop it on XLA:CPU (the barrier is removed before fusion). So under ``vmap`` on the
+    CPU the values pass through a ``while`` loop of one trip that XLA cannot count (in which
+    one element of each is multiplied by 1): a loop's result is always stored. Outside ``vmap``, and on other
+    platforms, it is the identity. Differentiable (the tangent passes through).
+    """
+    return _materialize(*xs)
+
+
+@materialize.defjvp
+def _materialize_jvp(primals, tangents):
+    return materialize(*primals), tuple(tangents)
+
+
+@jax.custom_batching.custom_vmap
+def _materialize(*xs):
+    return tuple(xs)
+
+
+@_materialize.def_vmap
+def _materialize_vmap(axis_size, in_batched, *xs):
+    xs = tuple(x if b else jnp.broadcast_to(x, (axis_size, *x.shape))
+               for x, b in zip(xs, in_batched))
+    out = jax.lax.platform_dependent(*xs, cpu=_stored, default=lambda *ys: tuple(ys))
+    return tuple(out), (True,) * len(xs)
+
+
+def _stored(*xs):
+    if any(x.size == 0 for x in xs):
+        return xs
+    first = xs[0].reshape(-1)[0]
+    trips = jnp.where(jnp.isnan(first), 0, 1).astype(jnp.int32)  # 1 (or 0): XLA can't tell
+
+    def body(carry):
+        i, ys = carry
+        # every value changes in XLA's eyes (an unchanged one would be forwarded past the
+        # loop), by a factor that is exactly 1
+        return i + 1, tuple(y.at[(0,) * y.ndim].multiply((1 + i).astype(y.dtype)) for y in ys)
+
+    return jax.lax.while_loop(lambda c: c[0] < trips, body, (jnp.int32(0), xs))[1]

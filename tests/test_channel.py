@@ -281,6 +281,55 @@ def test_hpd_inverse_and_solve_alone_and_vmapped():
                                rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("d", [3, 20])  # a written-out product below SMALL_MATMUL[0], a dot above
+def test_hpd_solve_vmapped_small_and_large(d):
+    from matgrad_jax.linalg import hpd_solve
+    rng = np.random.default_rng(d)
+    X = rng.standard_normal((5, d, d + 2))
+    M = np.einsum("bij,bkj->bik", X, X) + 0.1 * np.eye(d)
+    b = rng.standard_normal((5, d))
+    want = np.linalg.solve(M, b[..., None])[..., 0]
+    np.testing.assert_allclose(jax.jit(jax.vmap(hpd_solve))(jnp.asarray(M), jnp.asarray(b)),
+                               want, rtol=1e-10, atol=1e-12)
+    shared = np.linalg.solve(M, np.broadcast_to(b[0], (5, d))[..., None])[..., 0]
+    np.testing.assert_allclose(jax.vmap(hpd_solve, (0, None))(jnp.asarray(M), jnp.asarray(b[0])),
+                               shared, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 40])
+def test_sum_rows(rows):
+    from matgrad_jax.linalg import sum_rows
+    X = np.random.default_rng(rows).standard_normal((rows, 5))
+    np.testing.assert_allclose(sum_rows(jnp.asarray(X)), X.sum(axis=0), rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(jax.vmap(sum_rows)(jnp.asarray(np.stack([X, 2 * X]))),
+                               np.stack([X.sum(0), 2 * X.sum(0)]), rtol=1e-14, atol=1e-14)
+
+
+def test_materialize_is_the_identity_and_stores_its_values_under_vmap():
+    from matgrad_jax.linalg import materialize
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((6, 4, 3)))
+    y = jnp.asarray(rng.standard_normal((6, 2)).astype(np.float32))
+    nan = x.at[0, 0, 0].set(jnp.nan).at[2, 1, 1].set(-jnp.inf)
+    alone = jax.jit(lambda a: materialize(a * 2)[0] + 1).lower(x[0]).compile().as_text()
+    assert "while" not in alone  # outside vmap: nothing at all
+    np.testing.assert_array_equal(materialize(x[0], y[0])[0], x[0])
+    for a in (x, nan):
+        out = jax.jit(jax.vmap(materialize))(a, y)
+        np.testing.assert_array_equal(out[0], a)  # bit for bit, NaN and Inf included
+        np.testing.assert_array_equal(out[1], y)
+        assert out[1].dtype == np.float32
+    out = jax.vmap(materialize, (0, None))(x, y[0])  # an unbatched operand comes back batched
+    np.testing.assert_array_equal(out[1], np.broadcast_to(y[0], (6, 2)))
+    # under vmap on the CPU the values pass through a loop XLA keeps (that is what stores them)
+    hlo = jax.jit(jax.vmap(lambda a: materialize(a * 2)[0] + 1)).lower(x).compile().as_text()
+    assert "while" in hlo
+    # the tangent passes through, alone and vmapped
+    f = lambda a: jnp.sum(materialize(a * a)[0])  # noqa: E731
+    np.testing.assert_allclose(jax.grad(f)(x[0]), 2 * x[0])
+    np.testing.assert_allclose(jax.vmap(jax.grad(f))(x), 2 * x)
+
+
 def test_problem_without_reference_point_is_the_same_objective():
     # reference=False: X0 = 0, dY = Y, no Krylov steps; value and gradient are unchanged.
     args = _args(5, (9, 5, 7, 12))

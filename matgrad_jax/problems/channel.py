@@ -44,7 +44,7 @@ from .._checks import (
     real_input,
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
-from ..linalg import SMALL_MATMUL, hpd_inverse, hpd_solve, matmul
+from ..linalg import SMALL_MATMUL, hpd_inverse, hpd_solve, materialize, matmul, sum_rows
 from ..precision import fit_precision
 
 SEED_FILE = "000_59df1aa91f78fd77.txt"
@@ -247,10 +247,14 @@ def _kernel_products(P, S):
     k, q = P.shape[1], S.shape[0]
     if q > k and P.shape[0] * q > SMALL_MATMUL[1]:
         return P @ (S.T @ S) @ P.T, lambda Wh: (Wh @ S) @ P.T
-    # K from the raw data is written out for tiny shapes (linalg.matmul); the products by K stay
-    # GEMMs: written out too, XLA would fuse K's sum into them and recompute it per column.
-    K = matmul(P, S.T)
-    return K @ K.T, lambda Wh: Wh @ K.T
+    # Tiny shapes (the vmapped batches): every product written out (linalg.matmul), each stored
+    # before its consumers (linalg.materialize), or XLA recomputes K's sums per output column.
+    # 4096 problems of (8, 4, 6, 10): the exact batch 4.6 -> 3.3 ms, against K written out and
+    # batched GEMMs for K Kᵀ and W Kᵀ. For larger shapes matmul is a GEMM and materialize a
+    # stored loop result XLA would have stored anyway.
+    (K,) = materialize(matmul(P, S.T))
+    (KKt,) = materialize(matmul(K, K.T))
+    return KKt, lambda Wh: materialize(matmul(Wh, K.T))[0]
 
 
 def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge, reference=True) -> ChannelStats:
@@ -579,7 +583,7 @@ def _grad_jit(problem: Problem, R, Q):
 def _normal_real(stats: ChannelStats, Hr, Hi):
     r"""Half the gradient's linear part, :math:`H \mapsto HG + C\,\mathrm{Diag}(\mathrm{Re}\langle
     c_j, h_j\rangle)` with :math:`C = A + iB`, on the real and imaginary parts of ``H``."""
-    s = jnp.sum(stats.A * Hr + stats.B * Hi, axis=0)[None, :]
+    s = sum_rows(stats.A * Hr + stats.B * Hi)[None, :]
     Lr, Li = times_g(Hr, Hi, stats.Gr, stats.Gi, stats.Gs)
     return Lr + stats.A * s, Li + stats.B * s
 
@@ -621,7 +625,7 @@ def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
     """
     V, cap = factors
     X0r, X0i = times_g(rr, ri, *V)
-    t = jnp.sum(stats.A * X0r + stats.B * X0i, axis=0)
+    t = sum_rows(stats.A * X0r + stats.B * X0i)
     s = hpd_solve(cap, t)[None, :]
     return times_g(rr - stats.A * s, ri - stats.B * s, *V)
 
