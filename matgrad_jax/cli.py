@@ -278,7 +278,8 @@ def cmd_bench(args) -> int:
                             ("gradient", ["--dtype", "float64"]),
                             ("solvers", ["--dtype", "float64"]),
                             ("solvers", ["--dtype", "float32"]),
-                            ("spectral", []), ("batch", []), ("audit", []), ("devices", [])]:
+                            ("spectral", []), ("batch", ["--dtype", "float64"]),
+                            ("batch", ["--dtype", "float32"]), ("audit", []), ("devices", [])]:
             print(f"\n=== matgrad bench {bench} {' '.join(argv + quick)} ===", flush=True)
             # A fresh process each: state left by one benchmark (BLAS thread pools spun up by
             # large SVDs, held memory) slowed small LAPACK calls in the next by 100x.

@@ -76,9 +76,11 @@ def test_literal_and_structured_objectives_agree():
 
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.float64, 1e-13), (jnp.float32, 1e-5)])
-def test_times_g_is_the_real_form_product(dtype, tol):
+@pytest.mark.parametrize("n,m", [(9, 6), (40, 30)])  # written out (four products), GEMMs (three)
+def test_times_g_is_the_real_form_product(dtype, tol, n, m):
+    from matgrad_jax.linalg import writes_out
     rng = np.random.default_rng(3)
-    n, m = 9, 6
+    assert writes_out(jnp.zeros((n, m)), jnp.zeros((m, m))) == (n * m <= 1024)
     Xr, Xi, Mr, Mi = (jnp.asarray(rng.standard_normal(s), dtype)
                       for s in [(n, m), (n, m), (m, m), (m, m)])
     left, right = channel.times_g(Xr, Xi, Mr, Mi, Mr + Mi)
@@ -294,6 +296,35 @@ def test_hpd_solve_vmapped_small_and_large(d):
     shared = np.linalg.solve(M, np.broadcast_to(b[0], (5, d))[..., None])[..., 0]
     np.testing.assert_allclose(jax.vmap(hpd_solve, (0, None))(jnp.asarray(M), jnp.asarray(b[0])),
                                shared, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [4, 20])  # unrolled, stored steps; a fori_loop above 16
+@pytest.mark.parametrize("kind", ["real", "complex"])
+def test_sweep_inverse_small_and_large(d, kind):
+    from matgrad_jax.linalg import hpd_inverse, sweep_inverse
+    rng = np.random.default_rng(d)
+    X = rng.standard_normal((3, d, d + 3))
+    if kind == "complex":
+        X = X + 1j * rng.standard_normal((3, d, d + 3))
+    # pivots near 1e3: a sweep written as one rank-one update per step, which forms row k as
+    # r - (p - 1) r / p, cancels and lost 7 digits here (2e-9); each entry must be computed
+    # as the sweep defines it
+    M = 1e3 * (np.einsum("bij,bkj->bik", X, X.conj()) + 0.5 * np.eye(d))
+    ref = np.linalg.inv(M)
+    for got in (sweep_inverse(jnp.asarray(M)), jax.jit(jax.vmap(hpd_inverse))(jnp.asarray(M))):
+        err = np.abs(np.asarray(got) - ref) / (np.abs(ref).max(axis=(1, 2), keepdims=True))
+        assert err.max() < 1e-12, err.max()
+    M32 = jnp.asarray(M, jnp.complex64 if kind == "complex" else jnp.float32)
+    assert sweep_inverse(M32).dtype == M32.dtype
+
+
+@pytest.mark.parametrize("m", [1, 5, 20])
+def test_diagonal(m):
+    from matgrad_jax.linalg import diagonal
+    Z = np.random.default_rng(m).standard_normal((3, m, m))
+    np.testing.assert_array_equal(diagonal(jnp.asarray(Z[0])), np.diagonal(Z[0]))
+    np.testing.assert_array_equal(jax.vmap(diagonal)(jnp.asarray(Z)),
+                                  np.diagonal(Z, axis1=1, axis2=2))
 
 
 @pytest.mark.parametrize("rows", [1, 7, 40])

@@ -44,7 +44,16 @@ from .._checks import (
     real_input,
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
-from ..linalg import SMALL_MATMUL, hpd_inverse, hpd_solve, materialize, matmul, sum_rows
+from ..linalg import (
+    SMALL_MATMUL,
+    diagonal,
+    hpd_inverse,
+    hpd_solve,
+    materialize,
+    matmul,
+    sum_rows,
+    writes_out,
+)
 from ..precision import fit_precision
 
 SEED_FILE = "000_59df1aa91f78fd77.txt"
@@ -207,6 +216,11 @@ def times_g(Xr, Xi, Mr, Mi, Ms):
     no concatenation of ``Xr`` and ``Xi``. Its rounding error is bounded like the plain
     product's, in norm (Higham, *Accuracy and Stability of Numerical Algorithms*, §23.2.4).
     """
+    if writes_out(Xr, Mr):
+        # Tiny (vmapped small problems): linalg.matmul writes the products out, and then the
+        # four-multiplication form is cheaper. The three-multiplication one reuses T1 and T2,
+        # which XLA recomputes in each consumer; batched GEMMs of tiny matrices are slower still.
+        return matmul(Xr, Mr) - matmul(Xi, Mi), matmul(Xr, Mi) + matmul(Xi, Mr)
     T1 = Xr @ Mr
     T2 = Xi @ Mi
     T3 = (Xr + Xi) @ Ms
@@ -264,7 +278,7 @@ def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge, reference=True) -> ChannelSt
     Gr = K11 + K22 + ridge * jnp.eye(m, dtype=A.dtype)
     Gi = K21 - K12
     Y = jnp.concatenate([W1K[:, :m] + W2K[:, m:], W2K[:, :m] - W1K[:, m:]], axis=1)
-    z = jnp.diagonal(Z)
+    z = diagonal(Z)
     const = wsq + jnp.sum(Z * Z) - jnp.sum(z * z)
     return with_reference(A, B, z, Gr, Gi, Y, const, steps=16 if reference else 0)
 
@@ -281,10 +295,11 @@ def with_reference(A, B, z, Gr, Gi, Y, const, steps: int = 16) -> ChannelStats:
     """
     m = Gr.shape[-1]
     Gs = Gr + Gi
-    # A and B are data: written out for tiny m (linalg.matmul), these products cannot drag a
-    # chain of others into XLA's fusions.
+    # Written out for tiny m (linalg.matmul) and stored (linalg.materialize): each entry of
+    # the exact solve's capacitance reads four of them, which XLA would otherwise recompute.
+    AtA, BtB, AtB = materialize(matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
     stats = ChannelStats(A, B, z, Gr, Gi, Gs, Y, const, jnp.zeros_like(Y), Y, const,
-                         matmul(A.T, A), matmul(B.T, B), matmul(A.T, B))
+                         AtA, BtB, AtB)
     if steps == 0:
         return stats
     d = jnp.concatenate([jnp.diagonal(Gr)] * 2)
@@ -626,8 +641,10 @@ def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
     V, cap = factors
     X0r, X0i = times_g(rr, ri, *V)
     t = sum_rows(stats.A * X0r + stats.B * X0i)
-    s = hpd_solve(cap, t)[None, :]
-    return times_g(rr - stats.A * s, ri - stats.B * s, *V)
+    # stored under vmap: every entry of the rhs reads all of s, every entry of the product a
+    # row of the rhs; recomputed, their sums cost more than the rest of the solve
+    (s,) = materialize(hpd_solve(cap, t)[None, :])
+    return times_g(*materialize(rr - stats.A * s, ri - stats.B * s), *V)
 
 
 def solve_exact_stats(stats: ChannelStats, refine: int = 0):
