@@ -111,34 +111,34 @@ def _sweep_unrolled(Mr, Mi):
     imaginary parts (None for real input)."""
     d = Mr.shape[-1]
     lead = (1,) * (Mr.ndim - 2)  # explicit ranks: callers may run with rank promotion "raise"
-    # the input too: every entry of the first step reads row and column k, so a fused producer
-    # (the exact solve's capacitance: products of the data) would be recomputed d-fold
-    if Mi is None:
-        Mr, Mi = _store(Mr)[0], None
-    else:
-        Mr, Mi = _store(Mr, Mi)
+    # the input is stored too: every entry of the first step reads row and column k, so a fused
+    # producer (the exact solve's capacitance: products of the data) would be recomputed d-fold
+    parts = _store(Mr) if Mi is None else _store(Mr, Mi)
     for k in range(d):
         is_row = (np.arange(d) == k).reshape(*lead, d, 1)
-        is_col = is_row.reshape(*lead, 1, d)
+        Mr = parts[0]
         inv = 1 / Mr[..., k, k][..., None, None]
-
-        def swept(M, outer, diag):
-            """rest ``M - outer/m_kk``, row and column ``k`` divided by ``m_kk``, ``diag`` at
-            ``(k, k)`` (no cancellation: each entry is computed as the sweep defines it)."""
-            row, col = M[..., k:k + 1, :], M[..., :, k:k + 1]
-            return jnp.where(is_row & is_col, diag, jnp.where(
-                is_row, row * inv, jnp.where(is_col, col * inv, M - outer * inv)))
-
         cr, rr = Mr[..., :, k:k + 1], Mr[..., k:k + 1, :]
         if Mi is None:
-            Mr = swept(Mr, cr * rr, -inv)
-            (Mr,) = _store(Mr) if k < d - 1 else _store(-Mr)
-            continue
-        ci, ri = Mi[..., :, k:k + 1], Mi[..., k:k + 1, :]
-        Mr, Mi = swept(Mr, cr * rr - ci * ri, -inv), swept(Mi, cr * ri + ci * rr, 0 * inv)
+            new = (_swept(Mr, k, is_row, inv, cr * rr, -inv),)
+        else:
+            Mi = parts[1]
+            ci, ri = Mi[..., :, k:k + 1], Mi[..., k:k + 1, :]
+            new = (_swept(Mr, k, is_row, inv, cr * rr - ci * ri, -inv),
+                   _swept(Mi, k, is_row, inv, cr * ri + ci * rr, 0 * inv))
         # the last step stores the inverse itself (a negation after it was stored separately)
-        Mr, Mi = _store(Mr, Mi) if k < d - 1 else _store(-Mr, -Mi)
-    return Mr, Mi
+        parts = _store(*new) if k < d - 1 else _store(*(-x for x in new))
+    return parts[0], (None if Mi is None else parts[1])
+
+
+def _swept(M, k, is_row, inv, outer, diag):
+    """One sweep step on one (real) part: the rest ``M - outer * inv``, row and column ``k``
+    times ``inv = 1/m_kk``, ``diag`` at ``(k, k)``. Each entry is computed as the sweep defines
+    it (no cancellation; ``is_row`` is the constant mask of row ``k``)."""
+    is_col = jnp.swapaxes(is_row, -1, -2)
+    row, col = M[..., k:k + 1, :], M[..., :, k:k + 1]
+    return jnp.where(is_row & is_col, diag, jnp.where(
+        is_row, row * inv, jnp.where(is_col, col * inv, M - outer * inv)))
 
 
 def _sweep_loop(M: Array) -> Array:
@@ -213,15 +213,9 @@ def _hpd_solve_vmap(axis_size, in_batched, M, b):
         chol = jnp.linalg.cholesky(M)
         return jax.scipy.linalg.cho_solve((chol, True), b.T).T, True
     b = b if b_batched else jnp.broadcast_to(b, (axis_size, *b.shape))
-    Minv = sweep_inverse(M)
-    if M.shape[-1] > SMALL_MATMUL[0]:
-        return jnp.einsum("...ij,...j->...i", Minv, b), True
-    # written out, as linalg.matmul does: a batched matrix-vector dot of tiny matrices runs one
-    # problem at a time on XLA:CPU (and pulls the producers of b into its kernel)
-    acc = Minv[..., 0] * b[..., 0:1]
-    for j in range(1, M.shape[-1]):
-        acc = acc + Minv[..., j] * b[..., j:j + 1]
-    return acc, True
+    # by matmul: written out for tiny d (a batched matrix-vector dot of tiny matrices runs one
+    # problem at a time on XLA:CPU and pulls the producers of b into its kernel), a dot above
+    return jax.vmap(lambda Mi, bi: matmul(Mi, bi[:, None])[:, 0])(sweep_inverse(M), b), True
 
 
 SMALL_MATMUL = (16, 1024)
@@ -287,11 +281,12 @@ def materialize(*xs: Array) -> tuple[Array, ...]:
     XLA fuses cheap elementwise producers into every consumer, recomputing them there. For
     products written out by :func:`matmul` that is a product recomputed per output column: a
     written-out ``K = P Sᵀ`` feeding the written-out ``K Kᵀ`` and ``W Kᵀ`` made those two run
-    at a third of the speed of the same products on a stored ``K``. ``jax.lax.optimization_barrier``
-    does not stop it on XLA:CPU (the barrier is removed before fusion). So under ``vmap`` on the
-    CPU the values pass through a ``while`` loop of one trip that XLA cannot count (in which
-    one element of each is multiplied by 1): a loop's result is always stored. Outside ``vmap``, and on other
-    platforms, it is the identity. Differentiable (the tangent passes through).
+    at a third of the speed of the same products on a stored ``K``.
+    ``jax.lax.optimization_barrier`` does not stop it on XLA:CPU (the barrier is removed before
+    fusion). So under ``vmap`` on the CPU the values pass through a ``while`` loop of one trip
+    that XLA cannot count (in which one element of each is multiplied by 1): a loop's result is
+    always stored. Outside ``vmap``, and on other platforms, it is the identity.
+    Differentiable (the tangent passes through).
     """
     return _materialize(*xs)
 
