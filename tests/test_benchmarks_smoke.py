@@ -30,7 +30,9 @@ def test_each_benchmark_writes_json(results):
     assert docs["gradient"]["results"][0]["median_s"]["jax.grad(literal)"] > 0
     assert docs["solvers"]["results"][0]["methods"]["exact"]["best_gap"] < 1e-12
     assert docs["spectral"]["results"][0]["variants"]["hand, full SVD"]["rel_error"] == 0
-    assert docs["batch"]["results"][0]["max_abs_diff"] < 1e-10
+    batch = docs["batch"]["results"][0]
+    assert batch["max_abs_diff"] < 1e-10
+    assert batch["batch_cold_s"] > 0 and batch["cold_throughput_ratio"] > 0
     assert docs["audit"]["results"][0]["passed"]
     assert [r["devices"] for r in docs["devices"]["results"]] == [1, 2]
 
@@ -45,7 +47,7 @@ def test_plots_and_readme_section_from_json(results, tmp_path):
     assert update_readme(readme, results)
     text = readme.read_text()
     assert "PLACEHOLDER-TEXT" not in text and "Problem.grad" in text and text.endswith("tail\n")
-    assert "Batches" in text and "spectral" in text
+    assert "Batches" in text and "cold ms" in text and "spectral" in text
 
 
 def test_wrapper_scripts_and_cli_help():
