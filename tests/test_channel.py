@@ -123,7 +123,7 @@ def test_kron_identities():
     X = jnp.asarray(rng.standard_normal((3, 4)))
     for L, fn in [(jnp.eye(2), lambda Y: identities.kron_identity_adjoint(Y, 2)),
                   (identities.J2, identities.kron_j2_adjoint)]:
-        ref = jax.grad(lambda X: jnp.sum(Y * jnp.kron(L, X)))(X)
+        ref = jax.grad(lambda X, L=L: jnp.sum(Y * jnp.kron(L, X)))(X)
         np.testing.assert_allclose(fn(Y), ref, atol=1e-12)
         np.testing.assert_allclose(identities.kron_block_adjoint(Y, L), ref, atol=1e-12)
 

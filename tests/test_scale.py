@@ -69,7 +69,7 @@ def test_two_processes_with_jax_distributed(tmp_path):
          "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (so, se) in zip(procs, outs):
+    for p, (_, se) in zip(procs, outs):
         assert p.returncode == 0, se[-3000:]
     # the JSON line among the runtime's own chatter (gloo prints to stdout)
     lines = [json.loads(next(ln for ln in so.splitlines() if ln.startswith('{"process"')))
@@ -108,7 +108,8 @@ def test_solve_batch_single_device_and_init():
     (lambda d: d.__setitem__("W", d["W"][:2]), "W: expected a leading batch axis of 3"),
     (lambda d: d.__setitem__("A", d["A"][0]), "A: expected a 3-d array"),
     (lambda d: d.__setitem__("P", d["P"][:, :-1]), "P: expected shape (2m, k)"),
-    (lambda d: d["Z"].__setitem__((2, 0, 0), np.inf), "Z: holds 1 NaN/Inf value(s) in problem(s) 2"),
+    (lambda d: d["Z"].__setitem__((2, 0, 0), np.inf),
+     "Z: holds 1 NaN/Inf value(s) in problem(s) 2"),
     (lambda d: d.__setitem__("B", d["B"] * 1j), "B: expected real data"),
 ])
 def test_solve_batch_bad_input(mutate, message):

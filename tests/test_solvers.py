@@ -83,8 +83,8 @@ def test_vmapped_batch_equals_single_solves():
     stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *probs)
     z = jnp.zeros((3,) + probs[0].shape)
     for method in ("alternating", "exact", "cg"):
-        batch = jax.vmap(lambda p, r, q: fit_problem(p, (r, q), method=method, max_iters=2000))(
-            stacked, z, z)
+        batch = jax.vmap(lambda p, r, q, method=method: fit_problem(
+            p, (r, q), method=method, max_iters=2000))(stacked, z, z)
         for i, p in enumerate(probs):
             single = fit(p, method=method, max_iters=2000)
             # Under vmap the preconditioners' inverses come from the LAPACK-free sweep

@@ -23,7 +23,8 @@ def as_tuple(x):
 
 
 def reference_gradient(fun: Callable, argnums: tuple[int, ...]):
-    """``jax.grad`` w.r.t. ``argnums`` as a tuple, conjugated to the real-inner-product convention."""
+    """``jax.grad`` w.r.t. ``argnums`` as a tuple, conjugated to the real-inner-product
+    convention."""
     g = jax.grad(lambda *a: jnp.real(fun(*a)), argnums=argnums)
     return lambda *args: tuple(jnp.conj(x) for x in g(*args))
 
@@ -49,7 +50,7 @@ def map_points(fn, points):
         return jax.jit(jax.vmap(fn))(*points)
     except Exception:  # noqa: BLE001 - any failure to batch falls back to one call per point
         count = jax.tree_util.tree_leaves(points)[0].shape[0]
-        outs = [fn(*jax.tree_util.tree_map(lambda a: a[i], points)) for i in range(count)]
+        outs = [fn(*jax.tree_util.tree_map(lambda a, i=i: a[i], points)) for i in range(count)]
         return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
 
 

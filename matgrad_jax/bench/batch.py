@@ -22,8 +22,7 @@ import numpy as np
 from ..fit import fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
-from .common import (add_run_options, machine, print_table, timed_burst, wall_times,
-                     write_result)
+from .common import add_run_options, machine, print_table, timed_burst, wall_times, write_result
 
 
 def _solver(method, max_iters):

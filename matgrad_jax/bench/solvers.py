@@ -95,7 +95,8 @@ def bench_case(size, p_condition, dtype, target, repeats, caps, budget_s=20.0):
             opts.update(precondition=False)
         if method != "exact":
             opts.update(tol=0.0, gtol=0.0)
-        run = jax.jit(lambda p, x0, o=tuple(opts.items()): fit_problem(p, x0, **dict(o)))
+        frozen = tuple(opts.items())
+        run = jax.jit(lambda p, x0, o=frozen: fit_problem(p, x0, **dict(o)))
         compiled = run.lower(problem, (z, z)).compile()  # compile without running
         res = jax.block_until_ready(compiled(problem, (z, z)))  # warm
         runs[key] = (compiled, opts, method, int(res.iterations))

@@ -1,4 +1,5 @@
-r"""Seed 1: a complex channel fit with a Hadamard-diagonal term and a real-form Kronecker block term.
+r"""Seed 1: a complex channel fit with a Hadamard-diagonal term and a real-form Kronecker block
+term.
 
 Source: ``shared/seeds/000_59df1aa91f78fd77.txt``. With :math:`R = H_R`, :math:`Q = H_I`,
 :math:`P = P_d`:
@@ -104,8 +105,9 @@ def _split_blocks(C, n, m):
 
 
 def _svd_route(R, Q, A, B, Z, P, S, W):
-    r"""The answer's D, E, F: :math:`E = \sum_k\sigma_kU_kV_k^T`, :math:`F = \sum_k\sigma_kU_kJ_2V_k^T`
-    from the SVD of C, with ``Reshape`` column-major (vec stacks columns)."""
+    r"""The answer's D, E, F: :math:`E = \sum_k\sigma_kU_kV_k^T`,
+    :math:`F = \sum_k\sigma_kU_kJ_2V_k^T` from the SVD of C, with ``Reshape`` column-major (vec
+    stacks columns)."""
     n, m = R.shape
     _, _, D, C = seed_matrices(R, Q, A, B, Z, P, S, W)
     u, sigma, vt = jnp.linalg.svd(C, full_matrices=False)
@@ -441,7 +443,8 @@ GRADIENTS = {
 
 
 def validate_data(A, B, Z, P, S, W, *, dtype=None) -> dict[str, Array | np.ndarray]:
-    """Check names, ranks, shapes (in terms of n, m, k, q), dtypes and finiteness; cast to one dtype.
+    """Check names, ranks, shapes (in terms of n, m, k, q), dtypes and finiteness; cast to one
+    dtype.
 
     Raises :class:`~matgrad_jax._checks.InputError` with one line naming the array. Returns the
     arrays as jitted code takes them: host input (lists, NumPy) as NumPy arrays, cast and checked
@@ -682,7 +685,8 @@ def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
     r"""The minimiser of the seed-1 objective (+ ``ridge * (||R||² + ||Q||²)``), in closed form.
 
     The objective is a convex quadratic in :math:`H = R + iQ`; its normal equations read
-    :math:`HG + C\,\mathrm{Diag}(\mathrm{Re}\langle c_j,h_j\rangle) = Y + C\,\mathrm{Diag}(\mathrm{diag}Z)`
+    :math:`HG + C\,\mathrm{Diag}(\mathrm{Re}\langle c_j,h_j\rangle)
+    = Y + C\,\mathrm{Diag}(\mathrm{diag}Z)`
     with :math:`C = A + iB`, :math:`G = K_cK_c^H + \text{ridge}\,I`, :math:`Y = W_cK_c^H`: a
     Kronecker-structured operator plus ``m`` rank-one column terms. A Cholesky of ``G`` and an
     ``m x m`` Woodbury capacitance solve them in :math:`O(m^3 + nm^2)` after the statistics.

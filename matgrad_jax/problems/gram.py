@@ -98,7 +98,8 @@ def spectral_top_pair_lanczos(B, Q, v0=None, steps: int = 32) -> SingularPair:
 
 
 def spectral_value_and_grad_lanczos(B, Q, v0=None, steps: int = 32):
-    """(‖X‖₂, gradient, v) with the top pair by warm-startable Lanczos; pass ``v`` back as ``v0``."""
+    """(‖X‖₂, gradient, v) with the top pair by warm-startable Lanczos; pass ``v`` back as
+    ``v0``."""
     pair = spectral_top_pair_lanczos(B, Q, v0, steps)
     return pair.sigma, _spectral_grad_from_pair(pair, B), pair.v
 
@@ -169,7 +170,8 @@ def optimal_values(Q, rank: int) -> dict[str, float]:
 
 
 def make_data(n=9, r=4, *, family="generic", seed=0, dtype=jnp.float64):
-    """``(B, Q)``: B Gaussian ``(n, r)``; Q from a family: generic, symmetric, skew, psd, diagonal."""
+    """``(B, Q)``: B Gaussian ``(n, r)``; Q from a family: generic, symmetric, skew, psd,
+    diagonal."""
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
         dtype = jnp.float32
     kb, kq = jax.random.split(jax.random.PRNGKey(seed))

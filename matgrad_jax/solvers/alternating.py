@@ -162,7 +162,8 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
             # Every block refused to move while the gradient is not small: no descent possible.
             stuck = (f_new == f) & (code == RUNNING) & (k > 1)
             code = jnp.where(stuck, STALLED, code)
-        return dict(x=blocks, f=f_new, g=g_new, gnorm0=gnorm0, k=k, code=code, alphas=tuple(alphas), opt=tuple(opt),
+        return dict(x=blocks, f=f_new, g=g_new, gnorm0=gnorm0, k=k, code=code,
+                    alphas=tuple(alphas), opt=tuple(opt),
                     history=record(s["history"], k, f_new, gnorm))
 
     return Stepper(state0, promoting(mode, body), finish)

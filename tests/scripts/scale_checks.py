@@ -31,8 +31,8 @@ for method in ("exact", "cg", "alternating", "lbfgs"):
     # The reference: the same vmapped solver on one device (under vmap the preconditioners'
     # inverses come from the LAPACK-free sweep, so it is the batch, not `fit` of each problem,
     # that sharding must reproduce); and single `fit`s, equal to within the solver tolerance.
-    on_one = jax.jit(jax.vmap(lambda p, r: fit_problem(p, (r, r), method=method,
-                                                       max_iters=3000).params))(stacked, zeros)
+    on_one = jax.jit(jax.vmap(lambda p, r, method=method: fit_problem(
+        p, (r, r), method=method, max_iters=3000).params))(stacked, zeros)
     singles = [fit(p, method=method, max_iters=3000).params for p in problems]
     for b in (8, 6):  # divisible, and not divisible by the 4 devices
         R, Q = solve_batch({k: v[:b] for k, v in data.items()}, method=method, max_iters=3000)
