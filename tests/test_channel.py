@@ -257,6 +257,37 @@ def test_matmul_small_and_large_paths(shape):
                                np.asarray(Xs) @ Y, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 4), (16, 20, 12), (7, 65, 5), (40, 30, 40)])
+def test_vmapped_matmul_alone_vmapped_and_differentiated(shape):
+    from matgrad_jax.linalg import BATCHED_WRITE_OUT, vmapped_matmul
+    a, c, d = shape
+    rng = np.random.default_rng(sum(shape))
+    X, Y = rng.standard_normal((4, a, c)), rng.standard_normal((4, c, d))
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    tol = dict(rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(vmapped_matmul(Xj[0], Yj[0]), X[0] @ Y[0], **tol)
+    np.testing.assert_allclose(jax.jit(jax.vmap(vmapped_matmul))(Xj, Yj), X @ Y, **tol)
+    np.testing.assert_allclose(jax.vmap(vmapped_matmul, (0, None))(Xj, Yj[1]), X @ Y[1], **tol)
+    np.testing.assert_allclose(jax.vmap(jax.vmap(vmapped_matmul))(Xj[None], Yj[None]),
+                               (X @ Y)[None], **tol)
+    # alone a GEMM; under vmap on the CPU written out when small, a batched GEMM above that
+    alone = jax.jit(vmapped_matmul).lower(Xj[0], Yj[0]).as_text()
+    batched = jax.jit(jax.vmap(vmapped_matmul)).lower(Xj, Yj).compile().as_text()
+    small = c <= BATCHED_WRITE_OUT[0] and a * d <= BATCHED_WRITE_OUT[1]
+    assert "dot_general" in alone
+    assert (" dot(" in batched) != small
+    # the jvp is the product rule, alone and vmapped (reverse mode too)
+    W = jnp.asarray(rng.standard_normal((4, a, d)))
+    f = lambda x, y, w: jnp.sum(w * vmapped_matmul(x, y) ** 2)  # noqa: E731
+    g = lambda x, y, w: jnp.sum(w * (x @ y) ** 2)  # noqa: E731
+    for got, want in zip(jax.grad(f, (0, 1))(Xj[0], Yj[0], W[0]),
+                         jax.grad(g, (0, 1))(Xj[0], Yj[0], W[0])):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+    for got, want in zip(jax.vmap(jax.grad(f, (0, 1)))(Xj, Yj, W),
+                         jax.vmap(jax.grad(g, (0, 1)))(Xj, Yj, W)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+
+
 def test_hpd_inverse_and_solve_alone_and_vmapped():
     from matgrad_jax.linalg import hpd_inverse, hpd_solve, sweep_inverse
     rng = np.random.default_rng(7)

@@ -38,7 +38,11 @@ def test_batch_sharded_equals_single_device(four_devices, method):
     assert full["shape"] == [8, 9, 5] and full["spec"] == "P('batch',)"
     assert full["devices"] == [0, 1, 2, 3] and full["shard_rows"] == [2, 2, 2, 2]
     assert full["err"] <= 1e-12  # sharded == the same batch on one device
-    assert full["err_fit"] <= (1e-12 if method == "exact" else 1e-5)  # == each problem's fit
+    # == the vmapped solver on Problems built one at a time, and == each problem's fit, to
+    # within the solver tolerance (their statistics' products are GEMMs, not written out: the
+    # rounding differs, and an iterative solver may stop an iteration earlier or later)
+    tol = 1e-12 if method == "exact" else 1e-5
+    assert full["err_vmap"] <= tol and full["err_fit"] <= tol
     # 6 problems on 4 devices: padded to 8 for the solve, cut back, still right
     odd = four_devices[f"batch/{method}/6"]
     assert odd["shape"] == [6, 9, 5] and odd["err"] <= 1e-12

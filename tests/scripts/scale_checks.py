@@ -27,23 +27,29 @@ data = {k: np.stack([np.asarray(d[k]) for d in ds]) for k in channel.DATA_NAMES}
 problems = [channel.Problem(*(d[k] for k in channel.DATA_NAMES)) for d in ds]
 stacked = jax.tree_util.tree_map(lambda *x: jax.numpy.stack(x), *problems)
 zeros = jax.numpy.zeros((8, 9, 5), stacked.dtype)
+one_device = device_mesh(devices=jax.devices()[:1])
 for method in ("exact", "cg", "alternating", "lbfgs"):
-    # The reference: the same vmapped solver on one device (under vmap the preconditioners'
-    # inverses come from the LAPACK-free sweep, so it is the batch, not `fit` of each problem,
-    # that sharding must reproduce); and single `fit`s, equal to within the solver tolerance.
-    on_one = jax.jit(jax.vmap(lambda p, r, method=method: fit_problem(
+    # The references: the same batch on one device (under vmap the statistics' small products
+    # are written out and the preconditioners' inverses come from the LAPACK-free sweep, so it
+    # is the batch, not `fit` of each problem, that sharding must reproduce); the vmapped solver
+    # on Problems built one at a time; and single `fit`s, equal to within the solver tolerance.
+    vmapped = jax.jit(jax.vmap(lambda p, r, method=method: fit_problem(
         p, (r, r), method=method, max_iters=3000).params))(stacked, zeros)
     singles = [fit(p, method=method, max_iters=3000).params for p in problems]
     for b in (8, 6):  # divisible, and not divisible by the 4 devices
-        R, Q = solve_batch({k: v[:b] for k, v in data.items()}, method=method, max_iters=3000)
-        err = max(float(np.max(np.abs(np.asarray(X)[:b] - np.asarray(ref)[:b])))
+        part = {k: v[:b] for k, v in data.items()}
+        R, Q = solve_batch(part, method=method, max_iters=3000)
+        on_one = solve_batch(part, method=method, max_iters=3000, mesh=one_device)
+        err = max(float(np.max(np.abs(np.asarray(X) - np.asarray(ref))))
                   for X, ref in zip((R, Q), on_one))
+        err_vmap = max(float(np.max(np.abs(np.asarray(X)[:b] - np.asarray(ref)[:b])))
+                       for X, ref in zip((R, Q), vmapped))
         err_fit = max(float(np.max(np.abs(np.asarray(X[i]) - np.asarray(ref[j]))))
                       for i, ref in enumerate(singles[:b]) for j, X in enumerate((R, Q)))
         devices, shapes = spread(R)
         out[f"batch/{method}/{b}"] = dict(shape=list(R.shape), spec=str(R.sharding.spec),
                                           devices=devices, shard_rows=[s[0] for s in shapes],
-                                          err=err, err_fit=err_fit)
+                                          err=err, err_vmap=err_vmap, err_fit=err_fit)
 
 # A mesh over two of the four devices, and a full result.
 res = solve_batch(data, method="exact", mesh=device_mesh(devices=jax.devices()[:2]),
