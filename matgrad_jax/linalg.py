@@ -245,7 +245,7 @@ def matmul(X: Array, Y: Array) -> Array:
     return _written_out(X, Y)
 
 
-BATCHED_WRITE_OUT = (64, 1024)
+BATCHED_WRITE_OUT = (64, 4096)
 """Under ``vmap`` on XLA:CPU :func:`vmapped_matmul` writes ``X @ Y`` out when the contraction has
 at most ``BATCHED_WRITE_OUT[0]`` terms and the output at most ``BATCHED_WRITE_OUT[1]`` entries."""
 
@@ -304,13 +304,15 @@ def diagonal(X: Array) -> Array:
 
 
 def sum_rows(X: Array) -> Array:
-    """``X.sum(axis=0)`` for 2-d ``X``; for at most ``SMALL_MATMUL[0]`` rows written out as adds.
+    """``X.sum(axis=0)`` for 2-d ``X``; for at most ``BATCHED_WRITE_OUT[0]`` rows written out as
+    adds.
 
-    Under ``vmap`` XLA:CPU hands a reduction of tiny rows, with the elementwise code that feeds
+    Under ``vmap`` XLA:CPU hands a reduction of small rows, with the elementwise code that feeds
     it, to its YNNPACK fusions, which materialise broadcasts of the operands and ran the
-    exact solve's ``Re<c_j, x_j>`` of 4096 ``(8, 4)`` problems several times slower than adds.
+    exact solve's ``Re<c_j, x_j>`` of 4096 ``(8, 4)`` problems several times slower than adds
+    (of ``(32, 16)`` problems: about 20x slower).
     """
-    if X.shape[0] > SMALL_MATMUL[0]:
+    if X.shape[0] > BATCHED_WRITE_OUT[0]:
         return jnp.sum(X, axis=0)
     acc = X[0]
     for i in range(1, X.shape[0]):

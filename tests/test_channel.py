@@ -288,6 +288,44 @@ def test_vmapped_matmul_alone_vmapped_and_differentiated(shape):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.parametrize("size, vmapped_through_k", [
+    ((8, 4, 6, 10), True),  # K small: through K, alone and vmapped
+    ((32, 16, 24, 40), True),  # alone through SᵀS (2m q > 1024); vmapped on the CPU through K
+    ((20, 10, 8, 120), False),  # q > 64: through SᵀS, vmapped too
+])
+def test_kernel_products_alone_vmapped_and_differentiated(size, vmapped_through_k):
+    n, m, k, q = size
+    rng = np.random.default_rng(q)
+    P, S = rng.standard_normal((4, 2 * m, k)), rng.standard_normal((4, q, k))
+    W1, W2 = rng.standard_normal((4, n, q)), rng.standard_normal((4, n, q))
+    K = P @ np.swapaxes(S, 1, 2)
+    Kt = np.swapaxes(K, 1, 2)
+    want = (K @ Kt, W1 @ Kt, W2 @ Kt)
+    f = lambda P, S, W1, W2: (lambda o: (o[0], *o[1]))(  # noqa: E731
+        channel.kernel_products(P, S, (W1, W2)))
+    args = tuple(jnp.asarray(x) for x in (P, S, W1, W2))
+    tol = dict(rtol=1e-12, atol=1e-11)
+    for got, ref in zip(f(*(a[0] for a in args)), want):
+        np.testing.assert_allclose(got, ref[0], **tol)
+    for got, ref in zip(jax.jit(jax.vmap(f))(*args), want):
+        np.testing.assert_allclose(got, ref, **tol)
+    for got, ref in zip(jax.vmap(f, (None, 0, 0, 0))(args[0][0], *args[1:]), want):
+        np.testing.assert_allclose(got[0], ref[0], **tol)  # an unbatched P
+    hlo = jax.jit(jax.vmap(f)).lower(*args).compile().as_text()
+    assert (" dot(" not in hlo) == vmapped_through_k  # written-out products on the CPU
+    # the tangents are the product rule's, alone and vmapped
+    def loss(f):
+        return lambda *a: sum(jnp.sum(jnp.sin(x)) for x in f(*a))
+    plain = lambda P, S, W1, W2: (P @ S.T @ S @ P.T, W1 @ S @ P.T, W2 @ S @ P.T)  # noqa: E731
+    grads = jax.grad(loss(f), (0, 1, 2, 3))
+    for got, ref in zip(grads(*(a[0] for a in args)),
+                        jax.grad(loss(plain), (0, 1, 2, 3))(*(a[0] for a in args))):
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-9)
+    for got, ref in zip(jax.vmap(grads)(*args), jax.vmap(jax.grad(loss(plain), (0, 1, 2, 3)))(
+            *args)):
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-9)
+
+
 def test_hpd_inverse_and_solve_alone_and_vmapped():
     from matgrad_jax.linalg import hpd_inverse, hpd_solve, sweep_inverse
     rng = np.random.default_rng(7)
@@ -358,7 +396,7 @@ def test_diagonal(m):
                                   np.diagonal(Z, axis1=1, axis2=2))
 
 
-@pytest.mark.parametrize("rows", [1, 7, 40])
+@pytest.mark.parametrize("rows", [1, 7, 40, 90])
 def test_sum_rows(rows):
     from matgrad_jax.linalg import sum_rows
     X = np.random.default_rng(rows).standard_normal((rows, 5))

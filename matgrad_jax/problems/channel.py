@@ -46,6 +46,7 @@ from .._checks import (
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
 from ..linalg import (
+    BATCHED_WRITE_OUT,
     SMALL_MATMUL,
     diagonal,
     hpd_inverse,
@@ -243,8 +244,8 @@ def channel_statistics(A, B, Z, P, S, W, ridge=0.0, reference: bool = True) -> C
     :mod:`matgrad_jax.precision`): with TF32 products in ``G`` the float32 exact solve of an
     ill-conditioned H100 benchmark case landed at a relative gap of 24."""
     n = A.shape[0]
-    KKt, WK = _kernel_products(P, S)
-    WKt = WK(W)  # one product for both halves (under vmap, two products of the halves fused badly)
+    # one product for both halves (under vmap, two products of the halves fused badly)
+    KKt, (WKt,) = kernel_products(P, S, (W,))
     return _statistics(A, B, Z, KKt, WKt[:n], WKt[n:], jnp.sum(W * W), ridge, reference)
 
 
@@ -253,26 +254,71 @@ def statistics_from_halves(A, B, Z, P, S, W1, W2, ridge=0.0, reference: bool = T
                            ) -> ChannelStats:
     """:func:`channel_statistics` with ``W`` given as its halves ``W1 = W[:n]``, ``W2 = W[n:]``
     (so their rows can be sharded together, see :func:`matgrad_jax.solve_rows`)."""
-    KKt, WK = _kernel_products(P, S)
-    return _statistics(A, B, Z, KKt, WK(W1), WK(W2), jnp.sum(W1 * W1) + jnp.sum(W2 * W2),
-                       ridge, reference)
+    KKt, (W1K, W2K) = kernel_products(P, S, (W1, W2))
+    return _statistics(A, B, Z, KKt, W1K, W2K, jnp.sum(W1 * W1) + jnp.sum(W2 * W2), ridge,
+                       reference)
 
 
-def _kernel_products(P, S):
-    """``K Kᵀ`` and ``Wh -> Wh Kᵀ`` for ``K = P Sᵀ`` (``2m x q``), through ``SᵀS`` when ``q > k``
-    and K is not tiny (forming K then costs more than it saves)."""
+@jax.custom_jvp
+def kernel_products(P, S, Ws):
+    """``(K Kᵀ, tuple(Wh Kᵀ for Wh in Ws))`` for ``K = P Sᵀ`` (``2m x q``), without forming K
+    when ``q > k`` and K is not small: :math:`KK^T = P(S^TS)P^T`, :math:`WK^T = (WS)P^T`.
+
+    Under ``vmap`` on XLA:CPU small problems always go through K, with every product written
+    out (:func:`_through_k`): batched GEMMs of small matrices run at a fraction of that speed
+    there, which outweighs the flops the ``SᵀS`` route saves (4096 problems of
+    ``(32, 16, 24, 40)``: these products 111 -> 64 ms). Differentiable (plain products in the
+    tangents)."""
+    return _kernel_products(P, S, tuple(Ws))
+
+
+@kernel_products.defjvp
+def _kernel_products_jvp(primals, tangents):
+    (P, S, Ws), (dP, dS, dWs) = primals, tangents
+    K = P @ S.T
+    dK = dP @ S.T + P @ dS.T
+    return kernel_products(P, S, Ws), (dK @ K.T + K @ dK.T,
+                                       tuple(dW @ K.T + W @ dK.T for W, dW in zip(Ws, dWs)))
+
+
+@jax.custom_batching.custom_vmap
+def _kernel_products(P, S, Ws):
+    return _by_shape(P, S, Ws)
+
+
+@_kernel_products.def_vmap
+def _kernel_products_vmap(axis_size, in_batched, P, S, Ws):
+    P, S, Ws = jax.tree_util.tree_map(
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)), (P, S, Ws),
+        tuple(in_batched), is_leaf=lambda x: x is None)
+    (two_m, k), q = P.shape[1:], S.shape[1]
+    small = max(k, q) <= BATCHED_WRITE_OUT[0] and max(
+        two_m * q, two_m * two_m, *(W.shape[1] * two_m for W in Ws)) <= BATCHED_WRITE_OUT[1]
+    by_shape = jax.vmap(_by_shape)
+    if small:
+        out = jax.lax.platform_dependent(P, S, Ws, cpu=jax.vmap(_through_k), default=by_shape)
+    else:
+        out = by_shape(P, S, Ws)
+    return out, (True, (True,) * len(Ws))
+
+
+def _by_shape(P, S, Ws):
+    """Through ``SᵀS`` (GEMMs) when ``q > k`` and K is not small, else :func:`_through_k`."""
     k, q = P.shape[1], S.shape[0]
     if q > k and P.shape[0] * q > SMALL_MATMUL[1]:
-        return P @ (S.T @ S) @ P.T, lambda Wh: (Wh @ S) @ P.T
-    # Small shapes (the vmapped batches): K stored as its transpose Kᵀ = S Pᵀ (linalg.materialize;
-    # XLA would recompute its sums per output column), so that both products read rows of it,
-    # each product written out under vmap (linalg.vmapped_matmul) and stored for its consumers.
-    # 4096 problems of (8, 4, 6, 10): these products 0.76 -> 0.61 ms against a stored K and
-    # products reading its columns; of (16, 8, 12, 20): 6.0 -> 3.7 ms (K Kᵀ and W Kᵀ there were
-    # batched GEMMs, q = 20 > SMALL_MATMUL[0]).
-    (Kt,) = materialize(matmul(S, P.T))
+        return P @ (S.T @ S) @ P.T, tuple((W @ S) @ P.T for W in Ws)
+    return _through_k(P, S, Ws)
+
+
+def _through_k(P, S, Ws):
+    """K stored as its transpose ``Kᵀ = S Pᵀ`` (linalg.materialize; XLA would recompute its sums
+    per output column), so that both products read rows of it, each written out under vmap
+    (linalg.vmapped_matmul) and stored for its consumers. 4096 problems of (8, 4, 6, 10): these
+    products 0.76 -> 0.61 ms against a stored K and products reading its columns; of
+    (16, 8, 12, 20): 6.0 -> 3.7 ms (K Kᵀ and W Kᵀ there were batched GEMMs)."""
+    (Kt,) = materialize(vmapped_matmul(S, P.T))
     (KKt,) = materialize(vmapped_matmul(Kt.T, Kt))
-    return KKt, lambda Wh: materialize(vmapped_matmul(Wh, Kt))[0]
+    return KKt, materialize(*(vmapped_matmul(W, Kt) for W in Ws))
 
 
 def _statistics(A, B, Z, KKt, W1K, W2K, wsq, ridge, reference=True) -> ChannelStats:
