@@ -140,8 +140,14 @@ def _check_init(init, shape, dtype):
 # --------------------------------------------------------------------------------------------
 
 
+CHUNK_BYTES = 16 * 2**20
+"""On CPU devices :func:`solve_batch` solves each device's slice in chunks whose data take at
+most this many bytes (see its ``chunk_size``)."""
+
+
 def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None, init=None,
-                ridge: float = 0.0, dtype=None, full_result: bool = False, **options):
+                ridge: float = 0.0, dtype=None, full_result: bool = False,
+                chunk_size: int | None = None, **options):
     """Solve a stack of seed-1 problems, the batch spread over all devices.
 
     Args:
@@ -154,6 +160,13 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
       ridge: Tikhonov weight added to every problem.
       dtype: computation dtype (default: the data's widest float).
       full_result: return the batched :class:`SolveResult` instead of ``(R, Q)``.
+      chunk_size: each device solves its slice of the batch ``chunk_size`` problems at a time
+        (``jax.lax.map`` of the vmapped solver); ``0``: all at once. Default: on CPU devices,
+        the largest power of two whose problems' data take at most :data:`CHUNK_BYTES`
+        (16 MiB), so that a chunk's intermediates stay in the caches; on other devices, all at
+        once. On this project's 2-core CPU, 16384 exact solves of ``(8, 4, 6, 10)`` took 29 ms
+        at once and 15 ms in chunks of 4096; 4096 of ``(16, 8, 12, 20)`` 24 ms and 15.5 ms in
+        chunks of 1024 (CG: 90 and 61 ms).
       options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``,
         ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
 
@@ -173,18 +186,36 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
     ndev = mesh.shape[axis]
     padded = -(-b // ndev) * ndev
     sharding = NamedSharding(mesh, P(axis))
+    chunk = _chunk_size(chunk_size, arrays, padded // ndev, mesh)
     placed = {k: _place(_pad(a, padded, 0, "edge"), sharding) for k, a in arrays.items()}
     x0 = None if init is None else tuple(_place(_pad(a, padded, 0, "edge"), sharding)
                                          for a in init)
     # Only (R, Q) unless asked: XLA then drops the histories and final values from the program.
-    res = _solve_batch_sharded(placed, x0, float(ridge), mesh, opts, bool(full_result))
+    res = _solve_batch_sharded(placed, x0, float(ridge), mesh, opts, bool(full_result), chunk)
     if padded != b:
         res = jax.tree_util.tree_map(lambda x: x[:b], res)
     return res
 
 
-@partial(jax.jit, static_argnames=("ridge", "mesh", "opts", "full"))
-def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True):
+def _chunk_size(chunk_size, arrays, per_device: int, mesh: Mesh) -> int:
+    """The chunk each device solves at a time (0: its whole slice); see :func:`solve_batch`."""
+    if chunk_size is None:
+        if any(d.platform != "cpu" for d in mesh.devices.flat):
+            return 0
+        b = arrays["A"].shape[0]
+        per_problem = max(1, sum(a.nbytes for a in arrays.values()) // b)
+        fit = max(1, CHUNK_BYTES // per_problem)
+        chunk = 1 << (fit.bit_length() - 1)  # a power of two
+    elif isinstance(chunk_size, (int, np.integer)) and not isinstance(chunk_size, bool) \
+            and chunk_size >= 0:
+        chunk = int(chunk_size)
+    else:
+        raise InputError(f"chunk_size: expected None or an integer >= 0, got {chunk_size!r}")
+    return 0 if chunk >= per_device else chunk
+
+
+@partial(jax.jit, static_argnames=("ridge", "mesh", "opts", "full", "chunk"))
+def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
     spec = P(mesh.axis_names[0])
     options = dict(opts)
 
@@ -198,6 +229,8 @@ def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True):
         return res if full else res.params
 
     def local(arrays, init):  # this device's slice of the batch
+        if chunk:
+            return jax.lax.map(lambda a: one(*a), (arrays, init), batch_size=chunk)
         return jax.vmap(one)(arrays, init)
 
     return jax.shard_map(local, mesh=mesh, in_specs=(spec, spec), out_specs=spec,

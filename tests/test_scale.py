@@ -107,6 +107,35 @@ def test_solve_batch_single_device_and_init():
     np.testing.assert_allclose(res.params[0], R, atol=1e-10)  # started at the answer, stays
 
 
+@pytest.mark.parametrize("method", ["exact", "cg"])
+def test_solve_batch_in_chunks(method):
+    # 8 problems in chunks of 3 (3 + 3 + a remainder of 2), with a start: the same as at once
+    data = _batch(8)
+    z = np.zeros(data["A"].shape)
+    whole = solve_batch(data, method=method, init=(z, z), chunk_size=0, full_result=True)
+    for chunk in (3, 8, None):
+        part = solve_batch(data, method=method, init=(z, z), chunk_size=chunk, full_result=True)
+        np.testing.assert_allclose(part.params[0], whole.params[0], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(part.params[1], whole.params[1], rtol=1e-12, atol=1e-13)
+        np.testing.assert_array_equal(part.iterations, whole.iterations)
+
+
+def test_chunk_size_default_and_errors():
+    from matgrad_jax.scale import CHUNK_BYTES, _chunk_size, device_mesh
+    data = _batch(2)
+    per_problem = sum(a.nbytes for a in data.values()) // 2
+    fit = CHUNK_BYTES // per_problem
+    want = 1 << (fit.bit_length() - 1)  # the largest power of two within CHUNK_BYTES
+    assert want <= fit < 2 * want
+    mesh = device_mesh()
+    assert _chunk_size(None, data, 10 * want, mesh) == want
+    assert _chunk_size(None, data, want, mesh) == 0  # the whole slice fits: at once
+    assert _chunk_size(5, data, 100, mesh) == 5 and _chunk_size(0, data, 100, mesh) == 0
+    for bad in (-1, 2.5, True, "4"):
+        with pytest.raises(InputError, match="chunk_size: expected None or an integer >= 0"):
+            solve_batch(data, chunk_size=bad)
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.pop("S"), "data: missing array(s) S"),
     (lambda d: d.__setitem__("W", d["W"][:2]), "W: expected a leading batch axis of 3"),
