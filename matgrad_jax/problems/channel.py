@@ -267,8 +267,8 @@ def kernel_products(P, S, Ws):
     Under ``vmap`` on XLA:CPU small problems always go through K, with every product written
     out (:func:`_through_k`): batched GEMMs of small matrices run at a fraction of that speed
     there, which outweighs the flops the ``SᵀS`` route saves (4096 problems of
-    ``(32, 16, 24, 40)``: these products 111 -> 64 ms). Differentiable (plain products in the
-    tangents)."""
+    ``(32, 16, 24, 40)``: these products 125 -> 94 ms in interleaved runs). Differentiable (plain
+    products in the tangents)."""
     return _kernel_products(P, S, tuple(Ws))
 
 
@@ -313,9 +313,9 @@ def _by_shape(P, S, Ws):
 def _through_k(P, S, Ws):
     """K stored as its transpose ``Kᵀ = S Pᵀ`` (linalg.materialize; XLA would recompute its sums
     per output column), so that both products read rows of it, each written out under vmap
-    (linalg.vmapped_matmul) and stored for its consumers. 4096 problems of (8, 4, 6, 10): these
-    products 0.76 -> 0.61 ms against a stored K and products reading its columns; of
-    (16, 8, 12, 20): 6.0 -> 3.7 ms (K Kᵀ and W Kᵀ there were batched GEMMs)."""
+    (linalg.vmapped_matmul) and stored for its consumers. Against a stored K, products reading
+    its columns and batched GEMMs above 16 terms, 4096 problems of (16, 8, 12, 20): these
+    products 5.7 -> 3.8 ms; of (8, 4, 6, 10): 0.68 -> 0.65 ms."""
     (Kt,) = materialize(vmapped_matmul(S, P.T))
     (KKt,) = materialize(vmapped_matmul(Kt.T, Kt))
     return KKt, materialize(*(vmapped_matmul(W, Kt) for W in Ws))
