@@ -160,6 +160,13 @@ def _sweep_loop(M: Array) -> Array:
     return -jax.lax.fori_loop(0, d, sweep, M)
 
 
+def batched(axis_size: int, in_batched, args):
+    """``args`` (a pytree) with every leaf ``in_batched`` marks unbatched broadcast to a leading
+    ``axis_size`` axis: the operands of a ``custom_vmap`` rule that batches them all."""
+    return jax.tree_util.tree_map(
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)), args, in_batched)
+
+
 @jax.custom_batching.custom_vmap
 def _hpd_inverse(M: Array) -> Array:
     chol = jnp.linalg.cholesky(M)
@@ -208,11 +215,10 @@ def hpd_solve(M: Array, b: Array) -> Array:
 @hpd_solve.def_vmap
 def _hpd_solve_vmap(axis_size, in_batched, M, b):
     M_batched, b_batched = in_batched
+    b = batched(axis_size, b_batched, b)
     if not M_batched:
-        b = b if b_batched else jnp.broadcast_to(b, (axis_size, *b.shape))
         chol = jnp.linalg.cholesky(M)
         return jax.scipy.linalg.cho_solve((chol, True), b.T).T, True
-    b = b if b_batched else jnp.broadcast_to(b, (axis_size, *b.shape))
     # by matmul: written out for tiny d (a batched matrix-vector dot of tiny matrices runs one
     # problem at a time on XLA:CPU and pulls the producers of b into its kernel), a dot above
     return jax.vmap(lambda Mi, bi: matmul(Mi, bi[:, None])[:, 0])(sweep_inverse(M), b), True
@@ -277,8 +283,7 @@ def _vmapped_matmul(X, Y):
 
 @_vmapped_matmul.def_vmap
 def _vmapped_matmul_vmap(axis_size, in_batched, X, Y):
-    X, Y = (x if b else jnp.broadcast_to(x, (axis_size, *x.shape))
-            for x, b in zip((X, Y), in_batched))
+    X, Y = batched(axis_size, tuple(in_batched), (X, Y))
     (a, c), d = X.shape[1:], Y.shape[-1]
     if c > BATCHED_WRITE_OUT[0] or a * d > BATCHED_WRITE_OUT[1]:
         return jnp.matmul(X, Y), True
@@ -349,8 +354,7 @@ def _materialize(*xs):
 
 @_materialize.def_vmap
 def _materialize_vmap(axis_size, in_batched, *xs):
-    xs = tuple(x if b else jnp.broadcast_to(x, (axis_size, *x.shape))
-               for x, b in zip(xs, in_batched))
+    xs = batched(axis_size, tuple(in_batched), xs)
     return _store(*xs), (True,) * len(xs)
 
 

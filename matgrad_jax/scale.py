@@ -164,9 +164,9 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
         (``jax.lax.map`` of the vmapped solver); ``0``: all at once. Default: on CPU devices,
         the largest power of two whose problems' data take at most :data:`CHUNK_BYTES`
         (16 MiB), so that a chunk's intermediates stay in the caches; on other devices, all at
-        once. On this project's 2-core CPU, 16384 exact solves of ``(8, 4, 6, 10)`` took 29 ms
-        at once and 15 ms in chunks of 4096; 4096 of ``(16, 8, 12, 20)`` 24 ms and 15.5 ms in
-        chunks of 1024 (CG: 90 and 61 ms).
+        once. On this project's 2-core CPU, 16384 exact solves of ``(8, 4, 6, 10)`` took 27 ms
+        at once and 14 ms in chunks of 4096; 4096 of ``(16, 8, 12, 20)`` 23 ms and 14 ms in
+        chunks of 1024 (CG: 108 and 73 ms), as the README's "Many problems" says.
       options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``,
         ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
 

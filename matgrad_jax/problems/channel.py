@@ -48,6 +48,7 @@ from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
 from ..linalg import (
     BATCHED_WRITE_OUT,
     SMALL_MATMUL,
+    batched,
     diagonal,
     hpd_inverse,
     hpd_solve,
@@ -288,9 +289,7 @@ def _kernel_products(P, S, Ws):
 
 @_kernel_products.def_vmap
 def _kernel_products_vmap(axis_size, in_batched, P, S, Ws):
-    P, S, Ws = jax.tree_util.tree_map(
-        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)), (P, S, Ws),
-        tuple(in_batched), is_leaf=lambda x: x is None)
+    P, S, Ws = batched(axis_size, tuple(in_batched), (P, S, Ws))
     (two_m, k), q = P.shape[1:], S.shape[1]
     small = max(k, q) <= BATCHED_WRITE_OUT[0] and max(
         two_m * q, two_m * two_m, *(W.shape[1] * two_m for W in Ws)) <= BATCHED_WRITE_OUT[1]
