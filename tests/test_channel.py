@@ -455,3 +455,30 @@ def test_self_referenced_value_and_grad_match_jax_grad(dtype, tol):
     assert abs(float(v) - float(ref)) <= tol * abs(float(ref))
     for got, want in zip(g, jax.grad(channel.objective, (0, 1))(*args)):
         assert got.dtype == dtype and _rel(got, want) < tol
+
+
+def test_vmapped_matmul_and_kernel_products_tangents_in_float32():
+    # the custom jvps against jax.grad of plain products, float32, rectangular, alone and vmapped
+    from matgrad_jax.linalg import vmapped_matmul
+    rng = np.random.default_rng(11)
+    n, m, k, q = 5, 3, 4, 7
+    P = jnp.asarray(rng.standard_normal((3, 2 * m, k)), jnp.float32)
+    S = jnp.asarray(rng.standard_normal((3, q, k)), jnp.float32)
+    W = jnp.asarray(rng.standard_normal((3, 2 * n, q)), jnp.float32)
+
+    def ours(P, S, W):
+        KKt, (WKt,) = channel.kernel_products(P, S, (W,))
+        return jnp.sum(jnp.sin(KKt)) + jnp.sum(jnp.sin(WKt)) + jnp.sum(
+            jnp.sin(vmapped_matmul(W, S)))
+
+    def plain(P, S, W):
+        K = P @ S.T
+        return jnp.sum(jnp.sin(K @ K.T)) + jnp.sum(jnp.sin(W @ K.T)) + jnp.sum(jnp.sin(W @ S))
+
+    for vm in (lambda f: f, jax.vmap):
+        args = (P, S, W) if vm is jax.vmap else (P[0], S[0], W[0])
+        got = vm(jax.grad(ours, (0, 1, 2)))(*args)
+        want = vm(jax.grad(plain, (0, 1, 2)))(*args)
+        for g, w in zip(got, want):
+            assert g.dtype == jnp.float32
+            np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
