@@ -101,7 +101,7 @@ def _stepper(problem, init, method, max_iters, tol, gtol, precondition, refine,
         # two evaluations need no stored reference point: where statistics and solve are one
         # program, XLA drops the statistics' Krylov loop (see value_and_grad_self_referenced).
         return cg_stepper(lambda R, Q: value_and_grad_self_referenced(problem.stats, R, Q)[0],
-                          init, preconditioner=prec, **common)
+                          init, preconditioner=prec, hvp=problem.hvp, **common)
     if method == "lbfgs":
         return lbfgs_stepper(problem.fun, init, **common)
     if method == "adam":

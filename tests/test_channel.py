@@ -482,3 +482,33 @@ def test_vmapped_matmul_and_kernel_products_tangents_in_float32():
         for g, w in zip(got, want):
             assert g.dtype == jnp.float32
             np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float64, 1e-12), (jnp.float32, 1e-5)])
+def test_hvp_is_the_jvp_of_the_gradient_alone_and_vmapped(dtype, tol):
+    # the closed-form Hessian product CG uses, against jax's jvp of jax.grad of the literal
+    # objective, at rectangular shapes with a ridge; vmapped it stores its row sums
+    n, m, k, q = 9, 4, 6, 11
+    batch = [_args(s, (n, m, k, q), dtype) for s in range(3)]
+    dirs = [_args(s + 50, (n, m, k, q), dtype)[:2] for s in range(3)]
+    ridge = 0.3
+
+    def literal_grad(R, Q, *data):
+        f = lambda R, Q: channel.objective(R, Q, *data) + ridge * (jnp.sum(R * R)
+                                                                    + jnp.sum(Q * Q))
+        return jax.grad(f, (0, 1))(R, Q)
+
+    def ours(R, Q, dR, dQ, *data):
+        return channel.Problem(*data, ridge=ridge, reference=False).hvp(dR, dQ)
+
+    def want(R, Q, dR, dQ, *data):
+        return jax.jvp(lambda R, Q: literal_grad(R, Q, *data), (R, Q), (dR, dQ))[1]
+
+    stacked = [jnp.stack(x) for x in zip(*(a[:2] + d + a[2:] for a, d in zip(batch, dirs)))]
+    got_v, want_v = jax.vmap(ours)(*stacked), jax.vmap(want)(*stacked)
+    for i in range(3):
+        args = [x[i] for x in stacked]
+        for g1, gv, w, wv in zip(ours(*args), (x[i] for x in got_v), want(*args),
+                                 (x[i] for x in want_v)):
+            assert g1.shape == (n, m) and g1.dtype == dtype
+            assert _rel(g1, w) < tol and _rel(gv, wv) < tol

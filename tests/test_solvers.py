@@ -143,3 +143,17 @@ def test_exact_result_value_needs_no_krylov_reference(dtype, method):
     assert float(res.grad_norm) <= 1e3 * eps * g0
     hlo = jax.jit(solve).lower(*data).compile().as_text()
     assert hlo.count(" while(") == (0 if method == "exact" else 1)
+
+
+def test_conjugate_gradient_with_closed_form_hvp_matches_the_jvp():
+    from matgrad_jax.solvers import conjugate_gradient
+
+    prob, _ = _problem(shape=(11, 5, 7, 13))
+    z = jnp.zeros(prob.shape)
+    via_jvp = conjugate_gradient(prob.fun, (z, z), grad=prob.grad_fn, max_iters=500)
+    closed = conjugate_gradient(prob.fun, (z, z), grad=prob.grad_fn, hvp=prob.hvp,
+                                max_iters=500)
+    assert bool(closed.converged) and bool(via_jvp.converged)
+    assert abs(int(closed.iterations) - int(via_jvp.iterations)) <= 1
+    for a, b in zip(closed.params, via_jvp.params):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)

@@ -390,7 +390,12 @@ def rereference(stats: ChannelStats, X0) -> ChannelStats:
 def _residuals(stats: ChannelStats, R, Q):
     """``r = diag(RᵀA + QᵀB) - diag Z`` and ``(Re, Im)`` of ``HG - Y``."""
     m = R.shape[-1]
-    r = jnp.sum(R * stats.A + Q * stats.B, axis=0) - stats.z
+    # written-out row sums, stored under vmap: as a reduction XLA:CPU handed it, with the
+    # gradient that reads it, to a slow YNNPACK fusion (see linalg.sum_rows). With the stored
+    # HG - Y below, the stored exact answer and Problem.hvp, 4096 (8, 4, 6, 10) problems in
+    # one interleaved run: exact solve + value 3.0 -> 1.8 ms (float64), 4.1 -> 1.7 ms
+    # (float32); CG 9.0 -> 6.2 ms, 8.0 -> 5.1 ms
+    (r,) = materialize(sum_rows(R * stats.A + Q * stats.B) - stats.z)
     HGr, HGi = times_g(R, Q, stats.Gr, stats.Gi, stats.Gs)
     return r, HGr - stats.Y[:, :m], HGi - stats.Y[:, m:]
 
@@ -428,6 +433,7 @@ def value_and_grad_self_referenced(stats: ChannelStats, R, Q):
     """
     m = R.shape[-1]
     r, Er, Ei = _residuals(stats, R, Q)
+    Er, Ei = materialize(Er, Ei)  # read by the value's sums and the gradient (see _residuals)
     offset = stats.const - (jnp.sum(R * stats.Y[:, :m]) + jnp.sum(Q * stats.Y[:, m:]))
     value = jnp.sum(r * r) + offset + (jnp.sum(R * Er) + jnp.sum(Q * Ei))
     return value, _gradient(stats, r, Er, Ei)
@@ -588,6 +594,16 @@ class Problem:
     def grad_fn(self, R, Q):
         return structured_value_and_grad(self.stats, R, Q)[1]
 
+    def hvp(self, R, Q) -> tuple[Array, Array]:
+        """The Hessian times the direction ``(R, Q)``, in closed form: twice the gradient's
+        linear part (:func:`normal_operator`). The objective is quadratic, so this equals the
+        ``jvp`` of :meth:`grad_fn` at any point. CG uses it: under ``vmap`` on XLA:CPU its
+        row sums are stored (:func:`~matgrad_jax.linalg.materialize`), while the ``jvp``'s
+        tangent sums would be recomputed for every entry (materialize passes tangents
+        through unstored)."""
+        Lr, Li = _normal_real(self.stats, R, Q)
+        return 2 * Lr, 2 * Li
+
     def block_preconditioners(self):
         r"""Right preconditioners for the block steps, ``g -> g L_R⁻¹`` for R and ``g L_Q⁻¹``
         for Q: the exact inverses of each block's Hessian (halved).
@@ -649,7 +665,11 @@ def _grad_jit(problem: Problem, R, Q):
 def _normal_real(stats: ChannelStats, Hr, Hi):
     r"""Half the gradient's linear part, :math:`H \mapsto HG + C\,\mathrm{Diag}(\mathrm{Re}\langle
     c_j, h_j\rangle)` with :math:`C = A + iB`, on the real and imaginary parts of ``H``."""
-    s = sum_rows(stats.A * Hr + stats.B * Hi)[None, :]
+    # stored under vmap (linalg.materialize): every entry of the result reads all of s, whose
+    # sums XLA would otherwise recompute per entry (with the stored answer it refines, 4096
+    # float32 exact solves of (8, 4, 6, 10) with refine=1: 2.7 -> 2.0 ms in one interleaved
+    # run, 2.0 -> 1.2 ms in another that returned the answer alone)
+    (s,) = materialize(sum_rows(stats.A * Hr + stats.B * Hi)[None, :])
     Lr, Li = times_g(Hr, Hi, stats.Gr, stats.Gi, stats.Gs)
     return Lr + stats.A * s, Li + stats.B * s
 
@@ -695,7 +715,9 @@ def _woodbury_solve(stats: ChannelStats, factors, rr, ri):
     # stored under vmap: every entry of the rhs reads all of s, every entry of the product a
     # row of the rhs; recomputed, their sums cost more than the rest of the solve
     (s,) = materialize(hpd_solve(cap, t)[None, :])
-    return times_g(*materialize(rr - stats.A * s, ri - stats.B * s), *V)
+    # the answer is stored too: its consumers (refinement, value and gradient) read its rows,
+    # and XLA would recompute the written-out product in each of them
+    return materialize(*times_g(*materialize(rr - stats.A * s, ri - stats.B * s), *V))
 
 
 def solve_exact_stats(stats: ChannelStats, refine: int = 0):
