@@ -179,7 +179,9 @@ def cg_stepper(fun, init, *, grad=None, preconditioner=None, max_iters=1000, tol
         pAp = tree_vdot(s["p"], Ap)
         alpha = s["rz"] / pAp
         x = jax.tree_util.tree_map(lambda a, b: a + alpha * b, s["x"], s["p"])
-        f = s["f"] - alpha * tree_vdot(s["r"], s["p"]) + 0.5 * alpha**2 * pAp
+        # <r, p> = <r, z> = rz: p = z + beta p_prev and r is orthogonal to p_prev; one inner
+        # product fewer per iteration (4096 vmapped (8, 4, 6, 10) problems: 1.07-1.1x)
+        f = s["f"] - alpha * s["rz"] + 0.5 * alpha**2 * pAp
         r = jax.tree_util.tree_map(lambda a, b: a - alpha * b, s["r"], Ap)
         z = _stored(prec(r))
         rz = tree_vdot(r, z)
