@@ -405,6 +405,17 @@ def test_sum_rows(rows):
                                np.stack([X.sum(0), 2 * X.sum(0)]), rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.parametrize("rows", [7, 90])  # written out under vmap, a reduction above 64 rows
+def test_sum_rows_differentiated_alone_and_vmapped(rows):
+    from matgrad_jax.linalg import sum_rows
+    X = jnp.asarray(np.random.default_rng(rows).standard_normal((3, rows, 5)))
+    ours = lambda X: jnp.sum(jnp.sin(sum_rows(X)))  # noqa: E731
+    plain = lambda X: jnp.sum(jnp.sin(jnp.sum(X, axis=0)))  # noqa: E731
+    np.testing.assert_allclose(jax.grad(ours)(X[0]), jax.grad(plain)(X[0]), rtol=1e-13)
+    np.testing.assert_allclose(jax.vmap(jax.grad(ours))(X), jax.vmap(jax.grad(plain))(X),
+                               rtol=1e-13)
+
+
 def test_materialize_is_the_identity_and_stores_its_values_under_vmap():
     from matgrad_jax.linalg import materialize
     rng = np.random.default_rng(3)
