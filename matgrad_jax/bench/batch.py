@@ -6,14 +6,27 @@ dispatch per problem. The loop is timed over ``--loop-sample`` problems and scal
 (its cost per problem is constant). For ``exact`` a second loop calls the public single-problem
 ``channel.solve_exact`` on NumPy arrays (validation included), as code without vmap would.
 Throughputs are steady rates: the loop's over hundreds of calls, the vmapped solve's over a burst
-of calls; a single vmapped call straight after the loop ("cold") is timed and reported too. Usage:
-    matgrad bench batch [--batch 4096] [--size 8,4,6,10] [--methods exact cg] [--quick]
+of calls; a single vmapped call straight after the loop ("cold") is timed and reported too.
+
+The whole comparison runs in ``--processes`` fresh processes (5 by default, one after another),
+and the JSON reports the median of their per-process ratios with the range: on this project's
+2-core CPU the loop's cost per call differs between processes of the same code by up to 2.5x
+(54-137 ms for 4096 calls), far more than within one, so one process is one draw (pyperf spawns
+worker processes for the same reason). Usage:
+    matgrad bench batch [--batch 4096] [--size 8,4,6,10] [--methods exact cg] [--processes 5]
+                        [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +105,56 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters):
             "max_abs_diff": float(np.max(np.abs(R_b - R_l)))}
 
 
+_PER_PROCESS = ("batch_s", "loop_s", "throughput_ratio", "batch_cold_s", "cold_throughput_ratio",
+                "api_loop_s", "api_throughput_ratio")
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
+
+
+def combine(docs: list[dict]) -> dict:
+    """One result from the documents of several processes: per method, the medians of the
+    per-process times and ratios (each ratio is the loop and the batch of one process, timed in
+    its interleaved rounds), the ratios' range, and every process's numbers."""
+    first = docs[0]
+    results = []
+    for i, r0 in enumerate(first["results"]):
+        rs = [d["results"][i] for d in docs]
+        out = {"method": r0["method"], "loop_measured_on": r0["loop_measured_on"]}
+        out.update({key: _median([r[key] for r in rs]) for key in _PER_PROCESS})
+        ratios = [r["throughput_ratio"] for r in rs]
+        out.update(throughput_ratio_min=min(ratios), throughput_ratio_max=max(ratios),
+                   problems_per_s_batch=first["batch"] / out["batch_s"],
+                   problems_per_s_loop=first["batch"] / out["loop_s"],
+                   max_abs_diff=max(r["max_abs_diff"] for r in rs),
+                   processes=[{key: r[key] for key in _PER_PROCESS} for r in rs])
+        results.append(out)
+    return {**first, "processes": len(docs), "results": results}
+
+
+def _in_processes(a, count: int) -> dict:
+    """Run this benchmark ``count`` times, each in a fresh process, and :func:`combine` them."""
+    root = Path(__file__).resolve().parents[2]  # the package's parent: importable in the child
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    args = ["--batch", str(a.batch), "--size", a.size, "--methods", *a.methods, "--dtype", a.dtype,
+            "--loop-sample", str(a.loop_sample), "--max-iters", str(a.max_iters),
+            "--repeats", str(a.repeats), "--processes", "1", *(["--quick"] if a.quick else [])]
+    docs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(count):
+            print(f"\nprocess {i + 1} of {count}", flush=True)
+            out = Path(tmp) / f"{i}.json"
+            code = subprocess.call([sys.executable, "-m", "matgrad_jax", "bench", "batch", *args,
+                                    "--out", str(out)], env=env)
+            if code:
+                raise RuntimeError(f"bench batch: process {i + 1} of {count} exited with {code}")
+            docs.append(json.loads(out.read_text()))
+    return combine(docs)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=4096)
@@ -100,28 +163,42 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--loop-sample", type=int, default=512)
     p.add_argument("--max-iters", type=int, default=200)
+    p.add_argument("--processes", type=int, default=None,
+                   help="fresh processes to run the comparison in (default 5; 1 with --quick)")
     add_run_options(p, repeats=7)
     a = p.parse_args(argv)
-    jax.config.update("jax_enable_x64", True)
+    count = a.processes if a.processes is not None else (1 if a.quick else 5)
+    if count < 1:
+        p.error(f"--processes: expected a count >= 1, got {count}")
     b = 32 if a.quick else a.batch
     size = tuple(int(v) for v in a.size.split(","))
-    arrays = make_batch(b, size, a.dtype)
-    results = []
-    for method in a.methods:
-        r = bench_method(method, arrays, min(a.loop_sample, 8 if a.quick else b),
-                         1 if a.quick else a.repeats, a.max_iters)
-        results.append({"method": method, **r})
-    print_table(f"{b} problems of (n, m, k, q) = {size}, {a.dtype}",
-                ["method", "vmapped ms", "(cold)", "jitted loop ms", "ratio", "(cold)",
+    if count > 1:
+        doc = _in_processes(a, count)
+        title = f", median of {count} processes"
+    else:
+        jax.config.update("jax_enable_x64", True)
+        arrays = make_batch(b, size, a.dtype)
+        results = []
+        for method in a.methods:
+            r = bench_method(method, arrays, min(a.loop_sample, 8 if a.quick else b),
+                             1 if a.quick else a.repeats, a.max_iters)
+            results.append({"method": method, **r})
+        doc = {"benchmark": "batch", "dtype": a.dtype, "batch": b, "size": list(size),
+               "machine": machine(), "processes": 1, "results": results}
+        title = ""
+    results = doc["results"]
+    print_table(f"{b} problems of (n, m, k, q) = {size}, {a.dtype}{title}",
+                ["method", "vmapped ms", "(cold)", "jitted loop ms", "ratio",
+                 *(["(range)"] if count > 1 else []), "(cold)",
                  "solve_exact loop ms", "ratio", "problems/s (vmap)"],
                 [[r["method"], f"{1e3 * r['batch_s']:.2f}", f"{1e3 * r['batch_cold_s']:.2f}",
                   f"{1e3 * r['loop_s']:.1f}", f"{r['throughput_ratio']:.0f}x",
+                  *([f"{r['throughput_ratio_min']:.0f}-{r['throughput_ratio_max']:.0f}x"]
+                    if count > 1 else []),
                   f"{r['cold_throughput_ratio']:.0f}x",
                   "—" if r["api_loop_s"] is None else f"{1e3 * r['api_loop_s']:.0f}",
                   "—" if r["api_loop_s"] is None else f"{r['api_throughput_ratio']:.0f}x",
                   f"{r['problems_per_s_batch']:.0f}"] for r in results])
-    doc = {"benchmark": "batch", "dtype": a.dtype, "batch": b, "size": list(size),
-           "machine": machine(), "results": results}
     if not a.quick or a.out:
         write_result(doc, "batch", a.out)
     return doc

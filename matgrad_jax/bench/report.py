@@ -154,9 +154,12 @@ def batch_section(docs) -> str:
     parts = ["### Batches: one vmapped solve vs a Python loop\n"]
     for doc in docs:
         cold = any("batch_cold_s" in r for r in doc["results"])
+        procs = doc.get("processes", 1)
         rows = [[r["method"], _ms(r["batch_s"]),
                  *([_ms(r.get("batch_cold_s"), "—")] if cold else []), _ms(r["loop_s"]),
                  f"{r['throughput_ratio']:.0f}× {_ok(r['throughput_ratio'], 50, doc=doc)}".rstrip(),
+                 *([f"{r['throughput_ratio_min']:.0f}–{r['throughput_ratio_max']:.0f}×"]
+                   if procs > 1 else []),
                  *([f"{r['cold_throughput_ratio']:.0f}×"] if cold else []),
                  "—" if r.get("api_loop_s") is None else _ms(r["api_loop_s"]),
                  "—" if r.get("api_loop_s") is None else
@@ -175,9 +178,14 @@ def batch_section(docs) -> str:
                         "call straight after the loop, as a lone call would run"
                         if cold else "")
                      + (". Below float64 the exact solve takes one refinement step (its default)"
-                        if doc["dtype"] != "float64" else "") + "." + _note(doc) + "\n")
+                        if doc["dtype"] != "float64" else "")
+                     + (f". Times and ratios are medians over {procs} fresh processes run one "
+                        "after another (each ratio from one process's interleaved rounds); the "
+                        "range is the lowest and highest process's ratio"
+                        if procs > 1 else "") + "." + _note(doc) + "\n")
         parts.append(_table(["method", "vmapped ms", *(["cold ms"] if cold else []),
-                             "jitted loop ms", "ratio", *(["cold ratio"] if cold else []),
+                             "jitted loop ms", "ratio", *(["range"] if procs > 1 else []),
+                             *(["cold ratio"] if cold else []),
                              "solve_exact loop ms", "ratio"], rows) + "\n")
     return "\n".join(parts)
 
