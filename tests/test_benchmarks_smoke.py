@@ -95,3 +95,36 @@ def test_batch_runs_in_fresh_processes_and_reports_the_median(tmp_path):
     assert "median" in text and "3 fresh processes" in text and "| range |" in text
     with pytest.raises(SystemExit):
         batch.main(["--quick", "--processes", "0"])
+
+
+def test_solvers_documents_of_several_processes_combine(results):
+    import copy
+
+    from matgrad_jax.bench import solvers
+    from matgrad_jax.bench.report import solvers_section
+
+    doc = json.loads((results / "solvers.json").read_text())
+    ex = doc["results"][0]["methods"]["exact"]["time_to_target_s"]
+    docs = []
+    for scale in (1.0, 4.0, 2.0):  # three "processes": the alternating method 1x, 4x, 2x slower
+        d = copy.deepcopy(doc)
+        r = d["results"][0]
+        r["methods"]["alternating_seed"]["time_to_target_s"] = 100 * ex * scale
+        r["exact_speedup_vs_alternating"] = 100 * scale
+        r["exact_speedup_vs_preconditioned_alternating"] = None  # not reached in one process
+        docs.append(d)
+    combined = solvers.combine(docs)
+    assert combined["processes"] == 3 and "3 fresh processes" in combined["timing"]
+    r = combined["results"][0]
+    assert r["methods"]["exact"]["time_to_target_s"] == ex
+    assert r["methods"]["alternating_seed"]["time_to_target_s"] == pytest.approx(200 * ex)
+    assert r["methods"]["alternating_seed"]["time_to_target_s_per_process"] == \
+        pytest.approx([100 * ex, 400 * ex, 200 * ex])
+    assert r["methods"]["alternating_seed"]["repeats"] == \
+        3 * doc["results"][0]["methods"]["alternating_seed"]["repeats"]
+    assert r["exact_speedup_vs_alternating"] == pytest.approx(200)
+    assert (r["exact_speedup_vs_alternating_min"], r["exact_speedup_vs_alternating_max"]) == \
+        pytest.approx((100, 400))
+    assert r["exact_speedup_vs_preconditioned_alternating"] is None
+    text = solvers_section([combined])
+    assert "200× ✓" in text and "3 fresh processes, range 100–400×" in text

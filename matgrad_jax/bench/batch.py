@@ -20,13 +20,7 @@ worker processes for the same reason). Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +29,18 @@ import numpy as np
 from ..fit import fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
-from .common import add_run_options, machine, print_table, timed_burst, wall_times, write_result
+from .common import (
+    add_processes_option,
+    add_run_options,
+    in_fresh_processes,
+    machine,
+    median_of,
+    print_table,
+    process_count,
+    timed_burst,
+    wall_times,
+    write_result,
+)
 
 
 def _solver(method, max_iters):
@@ -109,11 +114,6 @@ _PER_PROCESS = ("batch_s", "loop_s", "throughput_ratio", "batch_cold_s", "cold_t
                 "api_loop_s", "api_throughput_ratio")
 
 
-def _median(values):
-    values = [v for v in values if v is not None]
-    return float(np.median(values)) if values else None
-
-
 def combine(docs: list[dict]) -> dict:
     """One result from the documents of several processes: per method, the medians of the
     per-process times and ratios (each ratio is the loop and the batch of one process, timed in
@@ -123,7 +123,7 @@ def combine(docs: list[dict]) -> dict:
     for i, r0 in enumerate(first["results"]):
         rs = [d["results"][i] for d in docs]
         out = {"method": r0["method"], "loop_measured_on": r0["loop_measured_on"]}
-        out.update({key: _median([r[key] for r in rs]) for key in _PER_PROCESS})
+        out.update({key: median_of([r[key] for r in rs]) for key in _PER_PROCESS})
         ratios = [r["throughput_ratio"] for r in rs]
         out.update(throughput_ratio_min=min(ratios), throughput_ratio_max=max(ratios),
                    problems_per_s_batch=first["batch"] / out["batch_s"],
@@ -134,27 +134,6 @@ def combine(docs: list[dict]) -> dict:
     return {**first, "processes": len(docs), "results": results}
 
 
-def _in_processes(a, count: int) -> dict:
-    """Run this benchmark ``count`` times, each in a fresh process, and :func:`combine` them."""
-    root = Path(__file__).resolve().parents[2]  # the package's parent: importable in the child
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    args = ["--batch", str(a.batch), "--size", a.size, "--methods", *a.methods, "--dtype", a.dtype,
-            "--loop-sample", str(a.loop_sample), "--max-iters", str(a.max_iters),
-            "--repeats", str(a.repeats), "--processes", "1", *(["--quick"] if a.quick else [])]
-    docs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(count):
-            print(f"\nprocess {i + 1} of {count}", flush=True)
-            out = Path(tmp) / f"{i}.json"
-            code = subprocess.call([sys.executable, "-m", "matgrad_jax", "bench", "batch", *args,
-                                    "--out", str(out)], env=env)
-            if code:
-                raise RuntimeError(f"bench batch: process {i + 1} of {count} exited with {code}")
-            docs.append(json.loads(out.read_text()))
-    return combine(docs)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=4096)
@@ -163,17 +142,18 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--loop-sample", type=int, default=512)
     p.add_argument("--max-iters", type=int, default=200)
-    p.add_argument("--processes", type=int, default=None,
-                   help="fresh processes to run the comparison in (default 5; 1 with --quick)")
+    add_processes_option(p, default=5)
     add_run_options(p, repeats=7)
     a = p.parse_args(argv)
-    count = a.processes if a.processes is not None else (1 if a.quick else 5)
-    if count < 1:
-        p.error(f"--processes: expected a count >= 1, got {count}")
+    count = process_count(p, a, default=5)
     b = 32 if a.quick else a.batch
     size = tuple(int(v) for v in a.size.split(","))
     if count > 1:
-        doc = _in_processes(a, count)
+        doc = combine(in_fresh_processes("batch", [
+            "--batch", str(a.batch), "--size", a.size, "--methods", *a.methods,
+            "--dtype", a.dtype, "--loop-sample", str(a.loop_sample),
+            "--max-iters", str(a.max_iters), "--repeats", str(a.repeats),
+            *(["--quick"] if a.quick else [])], count))
         title = f", median of {count} processes"
     else:
         jax.config.update("jax_enable_x64", True)

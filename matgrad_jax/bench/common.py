@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,3 +120,48 @@ def write_result(doc: dict, name: str, out: str | os.PathLike | None = None) -> 
 
 def fmt_ms(seconds) -> str:
     return "—" if seconds is None else f"{1e3 * seconds:.3f}"
+
+
+def add_processes_option(p, default: int) -> None:
+    """``--processes N``: run the benchmark in N fresh processes and report medians (see
+    :func:`in_fresh_processes`); ``default`` without ``--quick``, 1 with it."""
+    p.add_argument("--processes", type=int, default=None,
+                   help=f"fresh processes to run the benchmark in, one after another; times and "
+                        f"ratios are their medians (default {default}; 1 with --quick)")
+
+
+def process_count(p, a, default: int) -> int:
+    count = a.processes if a.processes is not None else (1 if a.quick else default)
+    if count < 1:
+        p.error(f"--processes: expected a count >= 1, got {count}")
+    return count
+
+
+def in_fresh_processes(name: str, argv: list[str], count: int) -> list[dict]:
+    """The documents of ``count`` runs of ``matgrad bench <name> *argv``, each in a fresh
+    process, one after another.
+
+    On this project's 2-core CPU a process is one draw: the cost per call of a loop of small
+    compiled calls differed between processes of the same code by up to 2.5x (4096 calls: 54 to
+    137 ms), far more than within one, so the benchmarks that rest on such ratios report the
+    median over processes (pyperf spawns worker processes for the same reason)."""
+    root = Path(__file__).resolve().parents[2]  # the package's parent: importable in the child
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    docs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(count):
+            print(f"\n--- process {i + 1} of {count} ---", flush=True)
+            out = Path(tmp) / f"{i}.json"
+            code = subprocess.call([sys.executable, "-m", "matgrad_jax", "bench", name, *argv,
+                                    "--processes", "1", "--out", str(out)], env=env)
+            if code:
+                raise RuntimeError(f"bench {name}: process {i + 1} of {count} exited with {code}")
+            docs.append(json.loads(out.read_text()))
+    return docs
+
+
+def median_of(values):
+    """Median of the values that are not None (None if none is)."""
+    values = [v for v in values if v is not None]
+    return float(statistics.median(values)) if values else None

@@ -5,8 +5,13 @@ runs with its stopping rules off (``tol = gtol = 0``) up to a cap; the iteration
 are found by evaluating its iterates in float64, and the time to the target is the median wall
 time of the capped run pro-rated to those iterations (the per-iteration cost is constant for
 these methods). The methods are timed in interleaved rounds; a call shorter than 50 ms is timed
-as the median of a burst of calls (warm, like the long runs). Usage:
-    matgrad bench solvers [--dtype float64|float32] [--size 128,64,128,256] [--quick]
+as the median of a burst of calls (warm, like the long runs).
+
+The whole benchmark runs in ``--processes`` fresh processes (3 by default, one after another);
+the JSON reports the medians of the times and of the per-process ratios, with their range
+(see :func:`~matgrad_jax.bench.common.in_fresh_processes`). Usage:
+    matgrad bench solvers [--dtype float64|float32] [--size 128,64,128,256] [--processes 3]
+                          [--quick]
 """
 
 from __future__ import annotations
@@ -21,7 +26,18 @@ import numpy as np
 from ..fit import fit_advance, fit_problem, fit_start
 from ..problems import channel
 from ..solvers.result import RUNNING
-from .common import add_run_options, machine, median_time, print_table, timed_burst, write_result
+from .common import (
+    add_processes_option,
+    add_run_options,
+    in_fresh_processes,
+    machine,
+    median_of,
+    median_time,
+    print_table,
+    process_count,
+    timed_burst,
+    write_result,
+)
 
 CAPS = {"alternating_seed": 5000, "alternating": 3000, "cg": 500, "lbfgs": 1000, "adam": 20000}
 LABELS = {
@@ -141,33 +157,90 @@ def bench_case(size, p_condition, dtype, target, repeats, caps, budget_s=20.0):
             "exact_speedup_vs_preconditioned_alternating": ratio["alternating"]}
 
 
+_RATIOS = ("exact_speedup_vs_alternating", "exact_speedup_vs_preconditioned_alternating")
+
+
+def combine(docs: list[dict]) -> dict:
+    """One document from those of several processes: per case and method the median time to
+    the target (iterations and gaps are the same in every process: the computation is
+    deterministic), the per-process times, and the medians and ranges of the per-process
+    ratios."""
+    first = docs[0]
+    results = []
+    for i, r0 in enumerate(first["results"]):
+        rs = [d["results"][i] for d in docs]
+        methods = {}
+        for key, v0 in r0["methods"].items():
+            vs = [r["methods"][key] for r in rs]
+            methods[key] = {**v0, "repeats": sum(v["repeats"] for v in vs),
+                            "time_to_target_s": median_of([v["time_to_target_s"] for v in vs]),
+                            "run_s": median_of([v["run_s"] for v in vs]),
+                            "time_to_target_s_per_process": [v["time_to_target_s"] for v in vs]}
+        out = {**r0, "methods": methods,
+               "statistics_s": median_of([r["statistics_s"] for r in rs]),
+               "statistics_no_reference_s": median_of([r["statistics_no_reference_s"]
+                                                       for r in rs])}
+        for key in _RATIOS:
+            ratios = [r[key] for r in rs]
+            whole = None not in ratios
+            out.update({key: median_of(ratios) if whole else None,
+                        f"{key}_min": min(ratios) if whole else None,
+                        f"{key}_max": max(ratios) if whole else None,
+                        f"{key}_per_process": ratios})
+        results.append(out)
+    return {**first, "processes": len(docs), "results": results,
+            "timing": first["timing"] + f"; medians over {len(docs)} fresh processes"}
+
+
+def _print_case(r, size, dtype, pc, target, count):
+    print_table(f"(n, m, k, q) = {size}, {dtype}, P condition {pc:g}: to gap {target:g} "
+                f"(from the statistics: {1e3 * r['statistics_s']:.2f} ms once per data set, "
+                f"{1e3 * r['statistics_no_reference_s']:.2f} without the reference point)"
+                + (f", median of {count} processes" if count > 1 else ""),
+                ["method", "iterations", "time ms", "best gap", "vs exact"],
+                [[m, "—" if v["iterations_to_target"] is None else v["iterations_to_target"],
+                  "not reached" if v["time_to_target_s"] is None
+                  else f"{1e3 * v['time_to_target_s']:.2f}", f"{v['best_gap']:.1e}",
+                  "—" if v["time_to_target_s"] is None else
+                  f"{v['time_to_target_s'] / r['methods']['exact']['time_to_target_s']:.0f}x"]
+                 for m, v in r["methods"].items()])
+    if count > 1 and r["exact_speedup_vs_alternating"] is not None:
+        print(f"exact vs the seed's alternating method: {r['exact_speedup_vs_alternating']:.0f}x "
+              f"(median of the per-process ratios; range "
+              f"{r['exact_speedup_vs_alternating_min']:.0f}-"
+              f"{r['exact_speedup_vs_alternating_max']:.0f}x)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--size", default="128,64,128,256")
     p.add_argument("--conditions", default="1,1000", help="P column-scale spreads")
+    add_processes_option(p, default=3)
     add_run_options(p, repeats=3)
     a = p.parse_args(argv)
-    jax.config.update("jax_enable_x64", True)
+    count = process_count(p, a, default=3)
     size = (12, 8, 10, 14) if a.quick else tuple(int(v) for v in a.size.split(","))
-    caps = {k: (60 if a.quick else v) for k, v in CAPS.items()}
+    conditions = [float(c) for c in a.conditions.split(",")]
     target = 1e-10 if a.dtype == "float64" else 1e-5
+    if count > 1:
+        doc = combine(in_fresh_processes("solvers", [
+            "--dtype", a.dtype, "--size", a.size, "--conditions", a.conditions,
+            "--repeats", str(a.repeats), *(["--quick"] if a.quick else [])], count))
+        for r, pc in zip(doc["results"], conditions):
+            _print_case(r, size, a.dtype, pc, target, count)
+        if not a.quick or a.out:
+            write_result(doc, "solvers", a.out)
+        return doc
+    jax.config.update("jax_enable_x64", True)
+    caps = {k: (60 if a.quick else v) for k, v in CAPS.items()}
     results = []
-    for pc in (float(c) for c in a.conditions.split(",")):
+    for pc in conditions:
         r = bench_case(size, pc, jnp.dtype(a.dtype), target, 1 if a.quick else a.repeats, caps)
         results.append(r)
-        print_table(f"(n, m, k, q) = {size}, {a.dtype}, P condition {pc:g}: to gap {target:g} "
-                    f"(from the statistics: {1e3 * r['statistics_s']:.2f} ms once per data set, "
-                    f"{1e3 * r['statistics_no_reference_s']:.2f} without the reference point)",
-                    ["method", "iterations", "time ms", "best gap", "vs exact"],
-                    [[m, "—" if v["iterations_to_target"] is None else v["iterations_to_target"],
-                      "not reached" if v["time_to_target_s"] is None
-                      else f"{1e3 * v['time_to_target_s']:.2f}", f"{v['best_gap']:.1e}",
-                      "—" if v["time_to_target_s"] is None else
-                      f"{v['time_to_target_s'] / r['methods']['exact']['time_to_target_s']:.0f}x"]
-                     for m, v in r["methods"].items()])
+        _print_case(r, size, a.dtype, pc, target, 1)
     doc = {"benchmark": "solvers", "dtype": a.dtype, "machine": machine(), "results": results,
-           "caps": caps,
+           "caps": caps, "processes": 1,
            "timing": "interleaved rounds; median of repeats (a call < 50 ms: median of a "
                      "~50 ms burst per repeat), pro-rated to the iterations to target"}
     if not a.quick or a.out:
