@@ -30,7 +30,6 @@ from ..fit import fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
 from .common import (
-    add_processes_option,
     add_run_options,
     in_fresh_processes,
     machine,
@@ -142,10 +141,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--loop-sample", type=int, default=512)
     p.add_argument("--max-iters", type=int, default=200)
-    add_processes_option(p, default=5)
-    add_run_options(p, repeats=7)
+    add_run_options(p, repeats=7, processes=5)
     a = p.parse_args(argv)
-    count = process_count(p, a, default=5)
+    count = process_count(p, a)
     b = 32 if a.quick else a.batch
     size = tuple(int(v) for v in a.size.split(","))
     if count > 1:

@@ -44,12 +44,19 @@ def wall_times(fn, args, n: int) -> list[float]:
     return times
 
 
-def add_run_options(p, repeats: int) -> None:
+def add_run_options(p, repeats: int, processes: int | None = None) -> None:
     """The options every benchmark takes: ``--repeats``, ``--quick`` (tiny sizes, the smoke
-    test) and ``--out`` (the JSON path; default ``benchmarks/results/<name>_<platform>…``)."""
+    test) and ``--out`` (the JSON path; default ``benchmarks/results/<name>_<platform>…``); with
+    ``processes``, also ``--processes N``: run in N fresh processes and report medians (see
+    :func:`in_fresh_processes`; ``processes`` without ``--quick``, 1 with it)."""
     p.add_argument("--repeats", type=int, default=repeats)
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     p.add_argument("--out", default=None)
+    if processes is not None:
+        p.add_argument("--processes", type=int, default=None,
+                       help=f"fresh processes to run the benchmark in, one after another; times "
+                            f"and ratios are their medians (default {processes}; 1 with --quick)")
+        p.set_defaults(processes_default=processes)
 
 
 def timed_burst(fn, args, last: float | None, burst_s: float = 0.05) -> float:
@@ -122,16 +129,9 @@ def fmt_ms(seconds) -> str:
     return "—" if seconds is None else f"{1e3 * seconds:.3f}"
 
 
-def add_processes_option(p, default: int) -> None:
-    """``--processes N``: run the benchmark in N fresh processes and report medians (see
-    :func:`in_fresh_processes`); ``default`` without ``--quick``, 1 with it."""
-    p.add_argument("--processes", type=int, default=None,
-                   help=f"fresh processes to run the benchmark in, one after another; times and "
-                        f"ratios are their medians (default {default}; 1 with --quick)")
-
-
-def process_count(p, a, default: int) -> int:
-    count = a.processes if a.processes is not None else (1 if a.quick else default)
+def process_count(p, a) -> int:
+    """``--processes`` as given, else the benchmark's default (1 with ``--quick``)."""
+    count = a.processes if a.processes is not None else (1 if a.quick else a.processes_default)
     if count < 1:
         p.error(f"--processes: expected a count >= 1, got {count}")
     return count

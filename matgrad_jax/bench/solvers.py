@@ -27,7 +27,6 @@ from ..fit import fit_advance, fit_problem, fit_start
 from ..problems import channel
 from ..solvers.result import RUNNING
 from .common import (
-    add_processes_option,
     add_run_options,
     in_fresh_processes,
     machine,
@@ -216,10 +215,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--size", default="128,64,128,256")
     p.add_argument("--conditions", default="1,1000", help="P column-scale spreads")
-    add_processes_option(p, default=3)
-    add_run_options(p, repeats=3)
+    add_run_options(p, repeats=3, processes=3)
     a = p.parse_args(argv)
-    count = process_count(p, a, default=3)
+    count = process_count(p, a)
     size = (12, 8, 10, 14) if a.quick else tuple(int(v) for v in a.size.split(","))
     conditions = [float(c) for c in a.conditions.split(",")]
     target = 1e-10 if a.dtype == "float64" else 1e-5
