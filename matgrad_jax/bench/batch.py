@@ -147,11 +147,7 @@ def main(argv=None):
     b = 32 if a.quick else a.batch
     size = tuple(int(v) for v in a.size.split(","))
     if count > 1:
-        doc = combine(in_fresh_processes("batch", [
-            "--batch", str(a.batch), "--size", a.size, "--methods", *a.methods,
-            "--dtype", a.dtype, "--loop-sample", str(a.loop_sample),
-            "--max-iters", str(a.max_iters), "--repeats", str(a.repeats),
-            *(["--quick"] if a.quick else [])], count))
+        doc = combine(in_fresh_processes("batch", argv, count))
         title = f", median of {count} processes"
     else:
         jax.config.update("jax_enable_x64", True)

@@ -137,14 +137,17 @@ def process_count(p, a) -> int:
     return count
 
 
-def in_fresh_processes(name: str, argv: list[str], count: int) -> list[dict]:
-    """The documents of ``count`` runs of ``matgrad bench <name> *argv``, each in a fresh
-    process, one after another.
+def in_fresh_processes(name: str, argv: list[str] | None, count: int) -> list[dict]:
+    """The documents of ``count`` runs of ``matgrad bench <name> *argv`` (``argv``: the
+    benchmark's own arguments, ``sys.argv[1:]`` if None), each in a fresh process, one after
+    another. Each child gets ``--processes 1 --out <temporary file>`` after them (argparse keeps
+    an option's last value).
 
     On this project's 2-core CPU a process is one draw: the cost per call of a loop of small
     compiled calls differed between processes of the same code by up to 2.5x (4096 calls: 54 to
     137 ms), far more than within one, so the benchmarks that rest on such ratios report the
     median over processes (pyperf spawns worker processes for the same reason)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     root = Path(__file__).resolve().parents[2]  # the package's parent: importable in the child
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))

@@ -222,9 +222,7 @@ def main(argv=None):
     conditions = [float(c) for c in a.conditions.split(",")]
     target = 1e-10 if a.dtype == "float64" else 1e-5
     if count > 1:
-        doc = combine(in_fresh_processes("solvers", [
-            "--dtype", a.dtype, "--size", a.size, "--conditions", a.conditions,
-            "--repeats", str(a.repeats), *(["--quick"] if a.quick else [])], count))
+        doc = combine(in_fresh_processes("solvers", argv, count))
         for r, pc in zip(doc["results"], conditions):
             _print_case(r, size, a.dtype, pc, target, count)
         if not a.quick or a.out:
