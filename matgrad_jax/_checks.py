@@ -123,3 +123,40 @@ def _eval_dim(sym: str, dims: Mapping[str, int]) -> int:
 def common_float_dtype(*arrays) -> np.dtype:
     """The floating dtype all arrays are computed in (the widest floating input)."""
     return np.result_type(*[np.dtype(a.dtype) for a in arrays], np.float32)
+
+
+def check_solver_options(*, max_iters=None, tol=None, gtol=None, learning_rate=None,
+                         refine=None, memory_size=None, decay_steps=None) -> None:
+    """Check a solver's scalar options where they enter, before any tracing.
+
+    ``max_iters``, ``refine``: integers ``>= 0`` (``max_iters=0`` evaluates the start only);
+    ``memory_size``, ``decay_steps``: integers ``>= 1``; ``tol``, ``gtol``: finite reals
+    ``>= 0``; ``learning_rate``: a finite real ``>= 0`` (0 freezes the iterates, a negative rate
+    would climb) or an optax schedule (a callable).
+    None means "the default" and is not checked, nor is a traced value (under ``jit``/``vmap``
+    a tolerance may be an array; its value is not known here)."""
+    for name, value, least in (("max_iters", max_iters, 0), ("refine", refine, 0),
+                               ("memory_size", memory_size, 1),
+                               ("decay_steps", decay_steps, 1)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InputError(f"{name}: expected an integer >= {least}, "
+                             f"got {value!r} ({type(value).__name__})")
+        if value < least:
+            raise InputError(f"{name}: expected an integer >= {least}, got {value}")
+    for name, value in (("tol", tol), ("gtol", gtol), ("learning_rate", learning_rate)):
+        if value is None or not is_concrete(value) or (name == "learning_rate"
+                                                       and callable(value)):
+            continue
+        bound = ">= 0"
+        try:
+            x = np.asarray(value)
+            ok_kind = x.shape == () and x.dtype.kind in "fiu" and not isinstance(value, bool)
+        except Exception:  # noqa: BLE001 - anything unconvertible is the user's input
+            ok_kind = False
+        if not ok_kind:
+            raise InputError(f"{name}: expected a real number {bound}, got {value!r}")
+        v = float(x)
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"{name}: expected a finite real number {bound}, got {v}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import time
@@ -122,6 +123,8 @@ def cmd_fit(args) -> int:
                      f"{args.checkpoint_every}")
     if args.max_iters < 1:
         return _fail(f"--max-iters: expected a positive integer, got {args.max_iters}")
+    if args.tol is not None and not (math.isfinite(args.tol) and args.tol >= 0):
+        return _fail(f"--tol: expected a finite number >= 0, got {args.tol}")
     if args.resume and not ckpt.is_file():
         return _fail(f"--resume: no checkpoint in {out} (expected {ckpt})")
     if ckpt.exists() and not (args.resume or args.force):

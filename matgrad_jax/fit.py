@@ -14,6 +14,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_solver_options
 from .linalg import hpd_inverse
 from .precision import FIT_PRECISION, products, traced_at
 from .problems.channel import (
@@ -143,6 +144,15 @@ def fit_finish(problem: Problem, state: dict, **options) -> SolveResult:
     return fit_stepper(problem, state["x"], **options).finish(state)
 
 
+_CHECKED = ("max_iters", "tol", "gtol", "learning_rate", "refine")
+
+
+def check_options(options: dict) -> None:
+    """The scalar options of :func:`fit_stepper` checked before anything is traced (a bad
+    ``max_iters`` or ``tol`` would otherwise fail deep inside XLA or run silently wrong)."""
+    check_solver_options(**{k: options[k] for k in _CHECKED if k in options})
+
+
 def _start(problem: Problem, init):
     """``init`` checked against the problem and cast, or zeros."""
     if init is None:
@@ -157,6 +167,7 @@ def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: 
     """Check the method and the start, then :func:`fit_problem` (zeros when ``init`` is None)."""
     if method not in METHODS:
         raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    check_options(dict(options, max_iters=max_iters, tol=tol, gtol=gtol))
     return fit_problem(problem, _start(problem, init), method=method, max_iters=max_iters,
                        tol=tol, gtol=gtol, **options)
 
@@ -179,6 +190,7 @@ def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
 
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
+    check_options(options)
     if state is None:
         state = fit_start(problem, _start(problem, init), **options)
     chunk = checkpoint_every or 8

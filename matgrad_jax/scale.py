@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype
-from .fit import METHODS, fit_stepper
+from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
     DATA_SHAPES,
@@ -102,6 +102,7 @@ def _options(method, options) -> tuple:
     if unknown:
         raise InputError(f"unexpected option(s) {', '.join(sorted(unknown))}; "
                          f"expected some of {', '.join(_OPTIONS)}")
+    check_options(options)
     return tuple(sorted({"method": method, **options}.items()))
 
 

@@ -174,3 +174,18 @@ def test_progress_bar_only_on_terminals():
     with FitProgress(100, "fit", stream=loud, enabled=True) as bar:
         bar.update(50, 1.5, 0.1)
     assert "50/100" in loud.getvalue() and "1.50000000e+00" in loud.getvalue()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tol", "-1"], "--tol: expected a finite number >= 0, got -1.0"),
+    (["--tol", "nan"], "--tol: expected a finite number >= 0, got nan"),
+    (["--max-iters", "0"], "--max-iters: expected a positive integer, got 0"),
+    (["--checkpoint-every", "0"], "--checkpoint-every: expected a positive integer, got 0"),
+])
+def test_bad_solver_flags_exit_2_one_line(tmp_path, capsys, flags, message):
+    ex = _example(tmp_path)
+    out = tmp_path / "o"
+    assert main(["fit", str(ex), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {message}"]
+    assert not out.exists()

@@ -159,6 +159,10 @@ def test_bad_options_and_start():
         solve_batch(data, method="newton")
     with pytest.raises(InputError, match="unexpected option"):
         solve_batch(data, max_iter=3)
+    with pytest.raises(InputError, match="tol: expected a finite real number >= 0, got -1.0"):
+        solve_batch(data, method="alternating", tol=-1.0)
+    with pytest.raises(InputError, match="max_iters: expected an integer >= 0, got -2"):
+        solve_rows({k: v[0] for k, v in data.items()}, method="cg", max_iters=-2)
     with pytest.raises(InputError, match=r"R0: expected shape \(3, 7, 4\)"):
         solve_batch(data, init=(np.zeros((3, 4, 7)), np.zeros((3, 7, 4))))
     with pytest.raises(InputError, match="expected a dict"):

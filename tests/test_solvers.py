@@ -4,9 +4,10 @@ import numpy as np
 import optax
 import pytest
 
-from matgrad_jax.fit import fit, fit_problem
+from matgrad_jax._checks import InputError
+from matgrad_jax.fit import fit, fit_chunked, fit_problem
 from matgrad_jax.problems import channel, gram
-from matgrad_jax.solvers import alternating_minimize
+from matgrad_jax.solvers import adam, alternating_minimize, lbfgs
 
 
 def _problem(p_condition=1.0, seed=1, shape=(20, 12, 16, 26), ridge=0.0):
@@ -157,3 +158,42 @@ def test_conjugate_gradient_with_closed_form_hvp_matches_the_jvp():
     assert abs(int(closed.iterations) - int(via_jvp.iterations)) <= 1
     for a, b in zip(closed.params, via_jvp.params):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: fit(p, max_iters=-1), "max_iters: expected an integer >= 0, got -1"),
+    (lambda p: fit(p, max_iters=2.5), "max_iters: expected an integer >= 0, got 2.5 (float)"),
+    (lambda p: fit(p, max_iters=True), "max_iters: expected an integer >= 0, got True"),
+    (lambda p: fit(p, tol=-1e-3), "tol: expected a finite real number >= 0, got -0.001"),
+    (lambda p: fit(p, tol=float("nan")), "tol: expected a finite real number >= 0, got nan"),
+    (lambda p: fit(p, tol="1e-3"), "tol: expected a real number >= 0, got '1e-3'"),
+    (lambda p: fit(p, gtol=np.ones(2)), "gtol: expected a real number >= 0"),
+    (lambda p: fit(p, method="adam", learning_rate=-0.1),
+     "learning_rate: expected a finite real number >= 0, got -0.1"),
+    (lambda p: fit(p, method="exact", refine=-1), "refine: expected an integer >= 0, got -1"),
+    (lambda p: fit_chunked(p, method="cg", tol=-1.0), "tol: expected a finite real number"),
+    (lambda p: alternating_minimize(p.fun, (jnp.zeros(p.shape),) * 2, gtol=-1.0),
+     "gtol: expected a finite real number >= 0, got -1.0"),
+    (lambda p: lbfgs(p.fun, (jnp.zeros(p.shape),) * 2, memory_size=0),
+     "memory_size: expected an integer >= 1, got 0"),
+    (lambda p: adam(p.fun, (jnp.zeros(p.shape),) * 2, learning_rate=float("inf")),
+     "learning_rate: expected a finite real number >= 0, got inf"),
+])
+def test_bad_solver_options_raise_one_clear_error(call, message):
+    """Checked where they enter, before tracing: no XLA shape error, no silent nonsense (a
+    negative tol used to be accepted and stop nothing)."""
+    prob, _ = _problem(shape=(5, 3, 4, 6))
+    with pytest.raises(InputError) as info:
+        call(prob)
+    assert message in str(info.value)
+
+
+def test_solver_options_zero_and_traced_values_pass():
+    prob, _ = _problem(shape=(5, 3, 4, 6))
+    res = fit(prob, method="alternating", max_iters=0)  # evaluates the start only
+    assert int(res.iterations) == 0 and res.reason == "max_iters reached"
+    assert int(fit(prob, method="adam", max_iters=0).iterations) == 0
+    # a tolerance may be traced (its value is not known at the boundary): vmapped over tol
+    its = jax.vmap(lambda t: fit(prob, method="alternating", tol=t).iterations)(
+        jnp.array([1e-4, 1e-12]))
+    assert int(its[0]) < int(its[1])

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._checks import check_solver_options
 from .linesearch import armijo_backtracking, exact_step_length
 from .result import (
     CONVERGED_CODES,
@@ -84,6 +85,7 @@ def alternating_minimize(
 def alternating_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None,
                         line_search="exact", preconditioners=None, optimizers=None) -> Stepper:
     """:func:`alternating_minimize` as a :class:`Stepper` (for chunked or resumable runs)."""
+    check_solver_options(max_iters=max_iters, tol=tol, gtol=gtol)
     init = tuple(init)
     nb = len(init)
     grad = grad or jax.grad(fun, argnums=tuple(range(nb)))

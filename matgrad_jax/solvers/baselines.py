@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._checks import check_solver_options
 from ..linalg import materialize
 from .result import (
     CONVERGED_CODES,
@@ -62,6 +63,7 @@ def optax_stepper(fun, init, optimizer, *, grad=None, max_iters=1000, tol=None, 
     """:func:`optax_minimize` as a :class:`Stepper`."""
     # optax mixes int32/int64 counters internally: allow standard promotion for its code even
     # when the caller runs with jax_numpy_dtype_promotion="strict".
+    check_solver_options(max_iters=max_iters, tol=tol, gtol=gtol)
     return promoting("standard", _optax_parts)(fun, init, optimizer, grad, max_iters, tol, gtol,
                                                linesearch)
 
@@ -108,6 +110,7 @@ def lbfgs(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None, memory_s
 
 def lbfgs_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None,
                   memory_size=10) -> Stepper:
+    check_solver_options(memory_size=memory_size)
     return optax_stepper(fun, init, optax.lbfgs(memory_size=memory_size), grad=grad,
                          max_iters=max_iters, tol=tol, gtol=gtol, linesearch=True)
 
@@ -122,7 +125,9 @@ def adam(fun, init, *, grad=None, max_iters=5000, tol=None, gtol=None, learning_
 
 def adam_stepper(fun, init, *, grad=None, max_iters=5000, tol=None, gtol=None,
                  learning_rate=1e-2, decay_steps: int | None = None) -> Stepper:
-    schedule = optax.cosine_decay_schedule(learning_rate, decay_steps or max_iters)
+    check_solver_options(max_iters=max_iters, learning_rate=learning_rate,
+                         decay_steps=decay_steps)
+    schedule = optax.cosine_decay_schedule(learning_rate, decay_steps or max(max_iters, 1))
     return optax_stepper(fun, init, optax.adam(schedule), grad=grad, max_iters=max_iters,
                          tol=tol, gtol=gtol)
 
@@ -155,6 +160,7 @@ def _stored(tree):
 def cg_stepper(fun, init, *, grad=None, preconditioner=None, max_iters=1000, tol=None,
                gtol=None, hvp=None) -> Stepper:
     """:func:`conjugate_gradient` as a :class:`Stepper`."""
+    check_solver_options(max_iters=max_iters, tol=tol, gtol=gtol)
     x0, packed, packed_grad, real_dtype, _, gtol = _setup(fun, init, grad, tol, gtol)
     prec = preconditioner or (lambda r: r)
     f0, g0 = packed(x0), packed_grad(x0)
