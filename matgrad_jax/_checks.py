@@ -149,14 +149,13 @@ def check_solver_options(*, max_iters=None, tol=None, gtol=None, learning_rate=N
         if value is None or not is_concrete(value) or (name == "learning_rate"
                                                        and callable(value)):
             continue
-        bound = ">= 0"
         try:
             x = np.asarray(value)
             ok_kind = x.shape == () and x.dtype.kind in "fiu" and not isinstance(value, bool)
         except Exception:  # noqa: BLE001 - anything unconvertible is the user's input
             ok_kind = False
         if not ok_kind:
-            raise InputError(f"{name}: expected a real number {bound}, got {value!r}")
+            raise InputError(f"{name}: expected a real number >= 0, got {value!r}")
         v = float(x)
         if not np.isfinite(v) or v < 0:
-            raise InputError(f"{name}: expected a finite real number {bound}, got {v}")
+            raise InputError(f"{name}: expected a finite real number >= 0, got {v}")
