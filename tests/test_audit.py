@@ -153,3 +153,36 @@ def test_audit_512_least_squares_runs():
     args = tuple(jnp.asarray(r_.standard_normal((n, n)), jnp.float32) for _ in range(3))
     r = check_gradient(lsq, lsq_grad, args, n_family=0)
     assert r.passed, r.message
+
+
+_X = np.linspace(-1.0, 1.0, 12).reshape(3, 4)
+_A = np.cos(np.arange(15.0)).reshape(5, 3)
+
+
+@pytest.mark.parametrize("fun, args, message", [
+    (lambda X, A: A @ X, (_X, _A), "fun: expected a real scalar output, got shape (5, 4) and "
+                                   "dtype float64"),
+    (lambda X, A: jax.lax.complex(jnp.sum(A @ X), 0.0 * jnp.sum(X)), (_X, _A),
+     "got shape () and dtype complex128"),
+    (lambda X, A: (jnp.sum(X),), (_X, _A), "fun: expected a real scalar output, got a tuple"),
+    (lambda X, A: np.asarray(A) @ np.asarray(X), (_X, _A), "got shape (5, 4)"),  # host code
+    (lambda X: jnp.sum(X ** 2), _X, "args: expected a tuple of fun's arguments ((x,) for one), "
+                                    "got an array of shape (3, 4)"),
+    (lambda X: jnp.sum(X ** 2), {"X": _X}, "got dict"),
+])
+def test_bad_objective_or_arguments_raise_one_clear_error(fun, args, message):
+    """A non-scalar objective or a lone array for ``args`` is the caller's mistake, not a
+    finding on the gradient: one InputError naming it (it used to be a TypeError from inside
+    the Taylor test, or an audit of the array's rows as separate arguments)."""
+    from matgrad_jax import InputError
+
+    with pytest.raises(InputError) as info:
+        check_gradient(fun, lambda X, *rest: 2 * X, args)
+    assert message in str(info.value)
+
+
+def test_host_objective_and_list_args_still_audited():
+    fun = lambda X, A: float(np.sum((np.asarray(A) @ np.asarray(X)) ** 2))  # noqa: E731
+    grad = lambda X, A: 2 * A.T @ (A @ X)  # noqa: E731
+    report = check_gradient(fun, grad, [_X, _A])
+    assert report.passed and report.reference == "taylor-only"

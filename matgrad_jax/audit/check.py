@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import InputError
 from ..precision import products
 from . import checks, diagnosis, points
 from .report import GradientReport
@@ -80,6 +81,10 @@ def _check_gradient(fun, grad_fun, args, argnums, arg_names, seed, n_perturbed, 
                     n_family, families, n_directions, taylor, kinks, rtol, reference, name,
                     source) -> GradientReport:
     t0 = time.perf_counter()
+    if not isinstance(args, (tuple, list)):
+        got = (f"an array of shape {tuple(np.shape(args))}" if hasattr(args, "shape")
+               else type(args).__name__)
+        raise InputError(f"args: expected a tuple of fun's arguments ((x,) for one), got {got}")
     args = tuple(jnp.asarray(a) for a in args)
     multi = isinstance(argnums, (tuple, list))
     argnums_t = tuple(argnums) if multi else (argnums,)
@@ -92,6 +97,9 @@ def _check_gradient(fun, grad_fun, args, argnums, arg_names, seed, n_perturbed, 
         if not jnp.issubdtype(args[i].dtype, jnp.inexact):
             raise ValueError(f"args[{i}] ({names[i]}): expected a float or complex array to "
                              f"differentiate, got dtype {args[i].dtype}")
+    out = _output_problem(fun, args)
+    if out:
+        raise InputError(f"fun: expected a real scalar output, got {out}")
     diff_names = tuple(names[i] for i in argnums_t)
     dtype = jnp.real(args[argnums_t[0]]).dtype
     base = dict(dtype=str(args[argnums_t[0]].dtype), arguments=diff_names, name=name,
@@ -270,6 +278,24 @@ def _structure_problem(g0, args, argnums, names, multi) -> str | None:
         if jnp.shape(g) != args[i].shape:
             return (f"grad_fun's gradient for {names[i]} has shape {tuple(jnp.shape(g))}; "
                     f"expected {tuple(args[i].shape)} (the shape of {names[i]})")
+    return None
+
+
+def _output_problem(fun, args) -> str | None:
+    """What is wrong with ``fun(*args)`` as an objective (not a real scalar), or None. Found
+    by tracing; a function JAX cannot trace (a host callback, NumPy code) is called once."""
+    try:
+        out = jax.eval_shape(fun, *args)
+    except Exception:  # noqa: BLE001 - not traceable: evaluate it as the Taylor test will
+        try:
+            out = np.asarray(fun(*args))
+        except Exception:  # noqa: BLE001 - fun raised: the audit reports it where it calls fun
+            return None
+    shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
+    if shape is None or dtype is None:
+        return f"a {type(out).__name__}"
+    if tuple(shape) != () or not jnp.issubdtype(dtype, jnp.floating):
+        return f"shape {tuple(shape)} and dtype {np.dtype(dtype)}"
     return None
 
 
