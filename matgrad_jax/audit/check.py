@@ -69,7 +69,10 @@ def check_gradient(
         and is no fact about the derivation. ``None`` keeps the caller's setting.
 
     Returns:
-      A :class:`GradientReport`.
+      A :class:`GradientReport`. A wrong hand gradient (or one that raises) is a finding, in
+      the report; a caller's mistake raises :class:`~matgrad_jax.InputError` naming it: ``args``
+      not a tuple, ``fun`` not a real scalar, ``argnums`` out of range or naming an integer
+      argument.
     """
     with products(matmul_precision):
         return _check_gradient(fun, grad_fun, args, argnums, arg_names, seed, n_perturbed,
@@ -90,12 +93,12 @@ def _check_gradient(fun, grad_fun, args, argnums, arg_names, seed, n_perturbed, 
     argnums_t = tuple(argnums) if multi else (argnums,)
     names = tuple(arg_names) if arg_names is not None else tuple(f"x{i}" for i in range(len(args)))
     if len(names) != len(args):
-        raise ValueError(f"arg_names: expected {len(args)} names, got {len(names)}")
+        raise InputError(f"arg_names: expected {len(args)} names, got {len(names)}")
     for i in argnums_t:
         if not 0 <= i < len(args):
-            raise ValueError(f"argnums: {i} is out of range for {len(args)} arguments")
+            raise InputError(f"argnums: {i} is out of range for {len(args)} arguments")
         if not jnp.issubdtype(args[i].dtype, jnp.inexact):
-            raise ValueError(f"args[{i}] ({names[i]}): expected a float or complex array to "
+            raise InputError(f"args[{i}] ({names[i]}): expected a float or complex array to "
                              f"differentiate, got dtype {args[i].dtype}")
     out = _output_problem(fun, args)
     if out:
