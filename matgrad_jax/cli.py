@@ -22,6 +22,11 @@ def cmd_audit(args) -> int:
     from .io import atomic_write_json, atomic_write_text
 
     reports = audit_all(args.filter)
+    if not reports:
+        from .registry import derivations
+
+        return _fail(f"--filter {args.filter!r}: matches no derivation (names: "
+                     f"{', '.join(d.name for d in derivations())})")
     rows = [r.summary_row() for r in reports]
     print(text_table(rows, {"source": 48, "where it holds": 44}))
     failed = [r for r in reports if not r.passed]
@@ -47,8 +52,13 @@ def cmd_example(args) -> int:
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to overwrite", file=sys.stderr)
         return 2
-    if min(args.n, args.m, args.k, args.q) < 1 or args.p_condition < 1:
-        return _fail("--n, --m, --k, --q: expected positive sizes and --p-condition >= 1")
+    for flag, value in (("--n", args.n), ("--m", args.m), ("--k", args.k), ("--q", args.q)):
+        if value < 1:
+            return _fail(f"{flag}: expected a positive integer, got {value}")
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        return _fail(f"--noise: expected a finite number >= 0, got {args.noise}")
+    if not (math.isfinite(args.p_condition) and args.p_condition >= 1):
+        return _fail(f"--p-condition: expected a finite number >= 1, got {args.p_condition}")
     d = channel.make_data(args.n, args.m, args.k, args.q, noise=args.noise, seed=args.seed,
                           p_condition=args.p_condition)
     atomic_write_npz(out, **{k: np.asarray(v) for k, v in d.items()})
@@ -105,8 +115,17 @@ def cmd_fit(args) -> int:
         try:
             jax.config.update("jax_platforms", args.device)
             jax.devices()
-        except RuntimeError as exc:
-            return _fail(f"--device {args.device}: not available ({exc})".splitlines()[0])
+        except RuntimeError:
+            # JAX's own message names whichever backend it tried last (e.g. 'rocm' for gpu)
+            jax.config.update("jax_platforms", None)
+            try:
+                have = ", ".join(sorted({d.platform for d in jax.devices()}))
+            except RuntimeError:
+                have = "none"
+            hint = ("; NVIDIA GPUs need jax's cuda12 or cuda13 extra"
+                    if args.device in ("gpu", "cuda") else "")
+            return _fail(f"--device {args.device}: no such backend in this JAX installation "
+                         f"(jax {jax.__version__}; it has: {have}){hint}")
     import numpy as np
 
     from ._checks import InputError

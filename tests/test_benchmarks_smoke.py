@@ -128,3 +128,25 @@ def test_solvers_documents_of_several_processes_combine(results):
     assert r["exact_speedup_vs_preconditioned_alternating"] is None
     text = solvers_section([combined])
     assert "200× ✓" in text and "3 fresh processes, range 100–400×" in text
+
+
+@pytest.mark.parametrize("name, argv, message", [
+    ("batch", ["--batch", "0"], "argument --batch: expected a positive integer, got 0"),
+    ("batch", ["--size", "8,4,6"],
+     "argument --size: expected 4 comma-separated positive integers (n,m,k,q), got '8,4,6'"),
+    ("batch", ["--methods", "newton"], "argument --methods: invalid choice: 'newton'"),
+    ("solvers", ["--conditions", "0.5"], "--conditions: expected comma-separated numbers >= 1"),
+    ("gradient", ["--sizes", "64,64,x,256"], "argument --sizes: expected a positive integer, "
+                                             "got 'x'"),
+    ("spectral", ["--rank", "0"], "argument --rank: expected a positive integer, got 0"),
+    ("devices", ["--devices", "0"], "argument --devices: expected a positive integer, got 0"),
+    ("audit_cost", ["--repeats", "-1"], "argument --repeats: expected a positive integer"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(name, argv, message, capsys):
+    import importlib
+
+    module = importlib.import_module(f"matgrad_jax.bench.{name}")
+    with pytest.raises(SystemExit) as info:
+        module.main([*argv, "--quick"])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

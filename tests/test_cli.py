@@ -189,3 +189,40 @@ def test_bad_solver_flags_exit_2_one_line(tmp_path, capsys, flags, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {message}"]
     assert not out.exists()
+
+
+def test_missing_device_backend_exit_2_names_what_jax_has(tmp_path):
+    """In a fresh process (the platform is chosen before JAX starts a backend): one line naming
+    the backends this JAX has, not JAX's message about the last one it tried."""
+    import subprocess
+    import sys
+
+    import jax
+
+    if any(d.platform == "tpu" for d in jax.devices()):
+        pytest.skip("a TPU is present")
+    ex = _example(tmp_path)
+    out = tmp_path / "o"
+    run = subprocess.run([sys.executable, "-m", "matgrad_jax", "fit", str(ex), "--out", str(out),
+                          "--device", "tpu"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --device tpu: no such backend"), err
+    assert "it has: " in err[0] and not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["audit", "--filter", "nomatch"], "--filter 'nomatch': matches no derivation (names: "
+                                       "channel/phi/published,"),
+    (["example", "--k", "0"], "--k: expected a positive integer, got 0"),
+    (["example", "--noise", "-1"], "--noise: expected a finite number >= 0, got -1.0"),
+    (["example", "--p-condition", "nan"], "--p-condition: expected a finite number >= 1, got nan"),
+])
+def test_bad_audit_and_example_arguments_exit_2_one_line(tmp_path, capsys, argv, message):
+    out = tmp_path / "e.npz"
+    if argv[0] == "example":
+        argv = [*argv, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
+    assert not out.exists()

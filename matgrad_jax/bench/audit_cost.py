@@ -13,12 +13,19 @@ import jax.numpy as jnp
 
 from ..audit import check_gradient
 from ..problems import gram
-from .common import add_run_options, machine, median_time, print_table, write_result
+from .common import (
+    add_run_options,
+    machine,
+    median_time,
+    positive_int,
+    print_table,
+    write_result,
+)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--n", type=int, default=512)
+    p.add_argument("--n", type=positive_int, default=512)
     p.add_argument("--matmul-precision", default="highest", choices=["highest", "none"],
                    help="check_gradient's matmul_precision (none: the caller's, TF32 on GPUs)")
     add_run_options(p, repeats=3)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..fit import fit_stepper
+from ..fit import METHODS, fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
 from .common import (
@@ -34,8 +34,10 @@ from .common import (
     in_fresh_processes,
     machine,
     median_of,
+    positive_int,
     print_table,
     process_count,
+    shape_of,
     timed_burst,
     wall_times,
     write_result,
@@ -135,17 +137,17 @@ def combine(docs: list[dict]) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--batch", type=int, default=4096)
-    p.add_argument("--size", default="8,4,6,10")
-    p.add_argument("--methods", nargs="*", default=["exact", "cg"])
+    p.add_argument("--batch", type=positive_int, default=4096)
+    p.add_argument("--size", type=shape_of("n,m,k,q"), default="8,4,6,10")
+    p.add_argument("--methods", nargs="+", default=["exact", "cg"], choices=METHODS)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    p.add_argument("--loop-sample", type=int, default=512)
-    p.add_argument("--max-iters", type=int, default=200)
+    p.add_argument("--loop-sample", type=positive_int, default=512)
+    p.add_argument("--max-iters", type=positive_int, default=200)
     add_run_options(p, repeats=7, processes=5)
     a = p.parse_args(argv)
     count = process_count(p, a)
     b = 32 if a.quick else a.batch
-    size = tuple(int(v) for v in a.size.split(","))
+    size = a.size
     if count > 1:
         doc = combine(in_fresh_processes("batch", argv, count))
         title = f", median of {count} processes"

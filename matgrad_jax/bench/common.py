@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -44,12 +45,39 @@ def wall_times(fn, args, n: int) -> list[float]:
     return times
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch, a size, a count of repeats)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def shape_of(names: str):
+    """argparse type for sizes such as ``"8,4,6,10"`` named ``names`` (``"n,m,k,q"``): a tuple
+    of positive integers, one per name."""
+    count = len(names.split(","))
+
+    def parse(text: str) -> tuple[int, ...]:
+        parts = text.split(",")
+        if len(parts) != count:
+            raise argparse.ArgumentTypeError(
+                f"expected {count} comma-separated positive integers ({names}), got {text!r}")
+        return tuple(positive_int(v) for v in parts)
+
+    parse.__name__ = f"({names})"  # argparse names the type in its message
+    return parse
+
+
 def add_run_options(p, repeats: int, processes: int | None = None) -> None:
     """The options every benchmark takes: ``--repeats``, ``--quick`` (tiny sizes, the smoke
     test) and ``--out`` (the JSON path; default ``benchmarks/results/<name>_<platform>…``); with
     ``processes``, also ``--processes N``: run in N fresh processes and report medians (see
     :func:`in_fresh_processes`; ``processes`` without ``--quick``, 1 with it)."""
-    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--repeats", type=positive_int, default=repeats)
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     p.add_argument("--out", default=None)
     if processes is not None:

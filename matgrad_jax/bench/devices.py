@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 
-from .common import add_run_options, machine, print_table, write_result
+from ..fit import METHODS
+from .common import add_run_options, machine, positive_int, print_table, shape_of, write_result
 
 _WORKER = r"""
 import json, sys, time
@@ -62,17 +63,17 @@ def run_one(d, b, size, method, repeats, platform, timeout=90):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--devices", nargs="*", type=int, default=[1, 2, 4])
-    p.add_argument("--batch", type=int, default=4096)
-    p.add_argument("--size", default="16,8,12,20")
-    p.add_argument("--methods", nargs="*", default=["exact", "cg"])
+    p.add_argument("--devices", nargs="+", type=positive_int, default=[1, 2, 4])
+    p.add_argument("--batch", type=positive_int, default=4096)
+    p.add_argument("--size", type=shape_of("n,m,k,q"), default="16,8,12,20")
+    p.add_argument("--methods", nargs="+", default=["exact", "cg"], choices=METHODS)
     p.add_argument("--platform", default=None, help="cpu (forced host devices) or gpu")
     add_run_options(p, repeats=5)
     a = p.parse_args(argv)
     info = machine()
     platform = a.platform or info["platform"]
     b = 64 if a.quick else a.batch
-    size = [int(v) for v in a.size.split(",")]
+    size = list(a.size)
     devices = [1, 2] if a.quick else a.devices
     results = []
     for method in a.methods[:1] if a.quick else a.methods:

@@ -18,7 +18,14 @@ import jax
 import jax.numpy as jnp
 
 from ..problems import channel
-from .common import add_run_options, interleaved_medians, machine, print_table, write_result
+from .common import (
+    add_run_options,
+    interleaved_medians,
+    machine,
+    print_table,
+    shape_of,
+    write_result,
+)
 
 
 def bench(n, m, k, q, dtype, repeats):
@@ -51,7 +58,7 @@ def bench(n, m, k, q, dtype, repeats):
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--sizes", nargs="*", default=None)
+    p.add_argument("--sizes", nargs="+", type=shape_of("n,m,k,q"), default=None)
     add_run_options(p, repeats=21)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
@@ -59,7 +66,7 @@ def main(argv=None):
     if a.quick:
         sizes = [(16, 12, 20, 24)]
     elif a.sizes:
-        sizes = [tuple(int(v) for v in s.split(",")) for s in a.sizes]
+        sizes = a.sizes
     else:
         sizes = [(64, 64, 128, 256), (256, 256, 512, 1024), (512, 512, 1024, 2048),
                  (512, 512, 1024, 512), (512, 512, 1024, 8192)]

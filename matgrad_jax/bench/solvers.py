@@ -34,6 +34,7 @@ from .common import (
     median_time,
     print_table,
     process_count,
+    shape_of,
     timed_burst,
     write_result,
 )
@@ -210,16 +211,26 @@ def _print_case(r, size, dtype, pc, target, count):
               f"{r['exact_speedup_vs_alternating_max']:.0f}x)")
 
 
+def _conditions(p, text: str) -> list[float]:
+    try:
+        values = [float(c) for c in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(np.isfinite(v) and v >= 1 for v in values):
+        p.error(f"--conditions: expected comma-separated numbers >= 1, got {text!r}")
+    return values
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    p.add_argument("--size", default="128,64,128,256")
+    p.add_argument("--size", type=shape_of("n,m,k,q"), default="128,64,128,256")
     p.add_argument("--conditions", default="1,1000", help="P column-scale spreads")
     add_run_options(p, repeats=3, processes=3)
     a = p.parse_args(argv)
     count = process_count(p, a)
-    size = (12, 8, 10, 14) if a.quick else tuple(int(v) for v in a.size.split(","))
-    conditions = [float(c) for c in a.conditions.split(",")]
+    size = (12, 8, 10, 14) if a.quick else a.size
+    conditions = _conditions(p, a.conditions)
     target = 1e-10 if a.dtype == "float64" else 1e-5
     if count > 1:
         doc = combine(in_fresh_processes("solvers", argv, count))

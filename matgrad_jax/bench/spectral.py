@@ -16,7 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..problems import gram
-from .common import add_run_options, machine, median_time, print_table, write_result
+from .common import (
+    add_run_options,
+    machine,
+    median_time,
+    positive_int,
+    print_table,
+    write_result,
+)
 
 
 def bench_n(n, r, dtype, repeats, cold_steps, warm_steps):
@@ -47,11 +54,11 @@ def bench_n(n, r, dtype, repeats, cold_steps, warm_steps):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--sizes", nargs="*", type=int, default=[256, 512, 1024, 2048, 4096])
-    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--sizes", nargs="+", type=positive_int, default=[256, 512, 1024, 2048, 4096])
+    p.add_argument("--rank", type=positive_int, default=16)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    p.add_argument("--cold-steps", type=int, default=40)
-    p.add_argument("--warm-steps", type=int, default=24)
+    p.add_argument("--cold-steps", type=positive_int, default=40)
+    p.add_argument("--warm-steps", type=positive_int, default=24)
     add_run_options(p, repeats=5)
     a = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
