@@ -125,6 +125,25 @@ def common_float_dtype(*arrays) -> np.dtype:
     return np.result_type(*[np.dtype(a.dtype) for a in arrays], np.float32)
 
 
+def float_dtype(name: str, dtype) -> np.dtype:
+    """``dtype`` as a real floating NumPy dtype, or :class:`InputError` naming ``name``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"{name}: expected a real floating dtype (float32, float64), "
+                         f"got {dtype!r}") from None
+    if dt.kind != "f":
+        raise InputError(f"{name}: expected a real floating dtype (float32, float64), got {dt}")
+    return dt
+
+
+def check_sizes(**sizes) -> None:
+    """Each of ``sizes`` an integer >= 1, or :class:`InputError` naming the first that is not."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name}: expected a positive integer, got {value!r}")
+
+
 def check_solver_options(*, max_iters=None, tol=None, gtol=None, learning_rate=None,
                          refine=None, memory_size=None, decay_steps=None) -> None:
     """Check a solver's scalar options where they enter, before any tracing.

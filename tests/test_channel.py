@@ -523,3 +523,21 @@ def test_hvp_is_the_jvp_of_the_gradient_alone_and_vmapped(dtype, tol):
                                  (x[i] for x in want_v)):
             assert g1.shape == (n, m) and g1.dtype == dtype
             assert _rel(g1, w) < tol and _rel(gv, wv) < tol
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda a: channel.Problem(*a, dtype=np.int32),
+     "dtype: expected a real floating dtype (float32, float64), got int32"),
+    (lambda a: channel.Problem(*a, dtype="bogus"), "dtype: expected a real floating dtype"),
+    (lambda a: channel.solve_exact(*a, refine=-1), "refine: expected an integer >= 0, got -1"),
+    (lambda a: channel.make_data(0, 5, 7, 11), "n: expected a positive integer, got 0"),
+    (lambda a: channel.make_data(9, 5, 7, 11, noise=-0.1),
+     "noise: expected a finite value >= 0, got -0.1"),
+    (lambda a: channel.make_data(9, 5, 7, 11, p_condition=0.5),
+     "p_condition: expected a finite value >= 1, got 0.5"),
+])
+def test_bad_options_of_problem_solve_and_data_raise_input_error(call, message):
+    d = channel.make_data(9, 5, 7, 11)
+    with pytest.raises(InputError) as info:
+        call([d[k] for k in channel.DATA_NAMES])
+    assert message in str(info.value)

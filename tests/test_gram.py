@@ -84,3 +84,18 @@ def test_solve_exact_bad_input():
         gram.solve_exact(np.zeros((3, 4)), 2)
     with pytest.raises(InputError, match="rank: expected an integer"):
         gram.solve_exact(np.eye(3), 5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n=0), "n: expected a positive integer, got 0"),
+    (dict(r=2.5), "r: expected a positive integer, got 2.5"),
+    (dict(family="hermitian"), "family: expected one of generic, symmetric, skew, psd, "
+                               "diagonal, got 'hermitian'"),
+    (dict(dtype="int8"), "dtype: expected a real floating dtype (float32, float64), got int8"),
+])
+def test_make_data_refuses_bad_arguments(kwargs, message):
+    from matgrad_jax import InputError
+
+    with pytest.raises(InputError) as info:
+        gram.make_data(**kwargs)
+    assert message in str(info.value)

@@ -41,6 +41,9 @@ from .._checks import (
     InputError,
     check_finite,
     check_shapes,
+    check_sizes,
+    check_solver_options,
+    float_dtype,
     is_concrete,
     real_input,
 )
@@ -513,7 +516,8 @@ def validate_data(A, B, Z, P, S, W, *, dtype=None) -> dict[str, Array | np.ndarr
     q = arrays["S"].shape[0]
     check_shapes(DATA_SHAPES, arrays, {"n": n, "m": m, "k": k, "q": q})
     dtype = jax.dtypes.canonicalize_dtype(
-        dtype or np.result_type(*(d for _, d in checked.values()), np.float32))
+        float_dtype("dtype", dtype) if dtype is not None
+        else np.result_type(*(d for _, d in checked.values()), np.float32))
     arrays = {name: a.astype(dtype) if isinstance(a, jax.Array) else np.asarray(a, dtype)
               for name, a in arrays.items()}
     check_finite(arrays)
@@ -769,6 +773,7 @@ def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
       ``(R, Q)``.
     """
     arrays = validate_data(A, B, Z, P, S, W)
+    check_solver_options(refine=refine)
     n, m = arrays["A"].shape
     k, q = arrays["P"].shape[1], arrays["S"].shape[0]
     if is_concrete(ridge) and ridge == 0 and min(k, q) < m:
@@ -796,6 +801,12 @@ def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
 def make_data(n=24, m=16, k=20, q=28, *, noise=0.01, seed=0, dtype=jnp.float64,
               p_condition=1.0) -> dict[str, Array]:
     """A seeded synthetic data set with a planted ``H = R + iQ`` (see :func:`_make_data`)."""
+    check_sizes(n=n, m=m, k=k, q=q)
+    if not (np.isfinite(noise) and noise >= 0):
+        raise InputError(f"noise: expected a finite value >= 0, got {noise}")
+    if not (np.isfinite(p_condition) and p_condition >= 1):
+        raise InputError(f"p_condition: expected a finite value >= 1, got {p_condition}")
+    dtype = float_dtype("dtype", dtype)
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
         dtype = jnp.float32
     return _make_data(n, m, k, q, noise, seed, jnp.dtype(dtype), float(p_condition))

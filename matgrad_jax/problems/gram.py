@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from .._checks import InputError, as_real_array, check_finite
+from .._checks import InputError, as_real_array, check_finite, check_sizes, float_dtype
 from ..linalg import SingularPair, lanczos_top_singular, top_singular_svd
 
 SEED_FILE = "003_ab211ea8d8ce13a7.txt"
@@ -169,9 +169,16 @@ def optimal_values(Q, rank: int) -> dict[str, float]:
 # ---- data ----------------------------------------------------------------------------------
 
 
+FAMILIES = ("generic", "symmetric", "skew", "psd", "diagonal")
+
+
 def make_data(n=9, r=4, *, family="generic", seed=0, dtype=jnp.float64):
     """``(B, Q)``: B Gaussian ``(n, r)``; Q from a family: generic, symmetric, skew, psd,
     diagonal."""
+    check_sizes(n=n, r=r)
+    if family not in FAMILIES:
+        raise InputError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
+    dtype = float_dtype("dtype", dtype)
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
         dtype = jnp.float32
     kb, kq = jax.random.split(jax.random.PRNGKey(seed))
