@@ -94,8 +94,6 @@ def test_solve_exact_bad_input():
     (dict(dtype="int8"), "dtype: expected a real floating dtype (float32, float64), got int8"),
 ])
 def test_make_data_refuses_bad_arguments(kwargs, message):
-    from matgrad_jax import InputError
-
     with pytest.raises(InputError) as info:
         gram.make_data(**kwargs)
     assert message in str(info.value)
