@@ -14,7 +14,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_solver_options
+from ._checks import InputError, as_real_array, check_finite, check_solver_options
 from .linalg import hpd_inverse
 from .precision import FIT_PRECISION, products, traced_at
 from .problems.channel import (
@@ -151,15 +151,30 @@ def check_options(options: dict) -> None:
     """The scalar options of :func:`fit_stepper` checked before anything is traced (a bad
     ``max_iters`` or ``tol`` would otherwise fail deep inside XLA or run silently wrong)."""
     check_solver_options(**{k: options[k] for k in _CHECKED if k in options})
+    if not isinstance(options.get("precondition", True), bool):
+        raise InputError(f"precondition: expected True or False, got {options['precondition']!r}")
 
 
 def _start(problem: Problem, init):
-    """``init`` checked against the problem and cast, or zeros."""
+    """``init`` checked against the problem (a pair of real, finite ``(n, m)`` arrays) and cast
+    to its dtype, or zeros."""
+    if not isinstance(problem, Problem):
+        raise InputError("problem: expected a channel.Problem (Problem(A, B, Z, P, S, W)), got "
+                         f"{type(problem).__name__}")
     if init is None:
         z = jnp.zeros(problem.shape, problem.dtype)
         return (z, z)
-    problem._check_point(*init)
-    return tuple(jnp.asarray(x, problem.dtype) for x in init)
+    if not (isinstance(init, (tuple, list)) and len(init) == 2):
+        got = (f"a sequence of {len(init)}" if isinstance(init, (tuple, list))
+               else type(init).__name__)
+        raise InputError(f"init: expected a pair (R0, Q0), got {got}")
+    start = {name: as_real_array(name, x, ndim=2, dtype=problem.dtype)
+             for name, x in zip(("R0", "Q0"), init)}
+    for name, x in start.items():
+        if x.shape != problem.shape:
+            raise InputError(f"{name}: expected shape (n, m) = {problem.shape}, got {x.shape}")
+    check_finite(start)
+    return tuple(start.values())
 
 
 def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: int = 1000,

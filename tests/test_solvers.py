@@ -188,6 +188,23 @@ def test_bad_solver_options_raise_one_clear_error(call, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda p, z: fit({"A": z}), "problem: expected a channel.Problem"),
+    (lambda p, z: fit(p, init=z), "init: expected a pair (R0, Q0), got ndarray"),
+    (lambda p, z: fit(p, init=(z,)), "init: expected a pair (R0, Q0), got a sequence of 1"),
+    (lambda p, z: fit(p, init=(z.T, z)), "R0: expected shape (n, m) = (5, 3), got (3, 5)"),
+    (lambda p, z: fit(p, init=(z, z + 1j)), "Q0: expected real data, got complex dtype"),
+    (lambda p, z: fit(p, init=(z * np.nan, z)), "R0: holds 15 NaN/Inf value(s)"),
+    (lambda p, z: fit(p, precondition="yes"), "precondition: expected True or False, got 'yes'"),
+    (lambda p, z: fit_chunked(p, (z, z[:-1])), "Q0: expected shape (n, m) = (5, 3), got (4, 3)"),
+])
+def test_bad_problem_or_start_raise_one_clear_error(call, message):
+    prob, _ = _problem(shape=(5, 3, 4, 6))
+    with pytest.raises(InputError) as info:
+        call(prob, np.zeros((5, 3)))
+    assert message in str(info.value)
+
+
 def test_solver_options_zero_and_traced_values_pass():
     prob, _ = _problem(shape=(5, 3, 4, 6))
     res = fit(prob, method="alternating", max_iters=0)  # evaluates the start only
