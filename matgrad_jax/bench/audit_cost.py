@@ -13,14 +13,7 @@ import jax.numpy as jnp
 
 from ..audit import check_gradient
 from ..problems import gram
-from .common import (
-    add_run_options,
-    machine,
-    median_time,
-    positive_int,
-    print_table,
-    write_result,
-)
+from .common import add_run_options, machine, median_time, positive_int, print_table, write_result
 
 
 def main(argv=None):

@@ -16,14 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..problems import gram
-from .common import (
-    add_run_options,
-    machine,
-    median_time,
-    positive_int,
-    print_table,
-    write_result,
-)
+from .common import add_run_options, machine, median_time, positive_int, print_table, write_result
 
 
 def bench_n(n, r, dtype, repeats, cold_steps, warm_steps):
