@@ -1,3 +1,4 @@
+import importlib
 import warnings
 
 import jax
@@ -166,7 +167,10 @@ def test_validate_data_keeps_device_arrays_and_casts_host_input_on_the_host():
     with pytest.raises(InputError, match="W: holds 1 NaN/Inf"):
         channel.validate_data(**dict(dev, Z=host["Z"]))
     # without x64, float64 input is computed in float32 (jax's canonical dtype), with no warning
-    with jax.enable_x64(False), warnings.catch_warnings():
+    # jax.enable_x64 in newer jax, jax.experimental.enable_x64 in older releases
+    enable_x64 = (jax.enable_x64 if hasattr(jax, "enable_x64")
+                  else importlib.import_module("jax.experimental").enable_x64)
+    with enable_x64(False), warnings.catch_warnings():
         warnings.simplefilter("error")
         out = channel.validate_data(**{k: np.asarray(d[k]) for k in channel.DATA_NAMES})
         assert {a.dtype for a in out.values()} == {np.dtype(np.float32)}

@@ -47,7 +47,7 @@ for method in ("exact", "cg", "alternating", "lbfgs"):
         err_fit = max(float(np.max(np.abs(np.asarray(X[i]) - np.asarray(ref[j]))))
                       for i, ref in enumerate(singles[:b]) for j, X in enumerate((R, Q)))
         devices, shapes = spread(R)
-        out[f"batch/{method}/{b}"] = dict(shape=list(R.shape), spec=str(R.sharding.spec),
+        out[f"batch/{method}/{b}"] = dict(shape=list(R.shape), spec=list(R.sharding.spec),
                                           devices=devices, shard_rows=[s[0] for s in shapes],
                                           err=err, err_vmap=err_vmap, err_fit=err_fit)
 
@@ -65,6 +65,6 @@ for n in (40, 37):
         err = max(float(np.max(np.abs(np.asarray(X) - np.asarray(Y)))) for X, Y in
                   zip((R, Q), ref))
         devices, shapes = spread(R)
-        out[f"rows/{method}/{n}"] = dict(spec=str(R.sharding.spec), devices=devices,
+        out[f"rows/{method}/{n}"] = dict(spec=list(R.sharding.spec), devices=devices,
                                          shard_rows=[s[0] for s in shapes], err=err)
 json.dump(out, sys.stdout)
