@@ -97,3 +97,14 @@ def test_make_data_refuses_bad_arguments(kwargs, message):
     with pytest.raises(InputError) as info:
         gram.make_data(**kwargs)
     assert message in str(info.value)
+
+
+def test_objectives_and_gradients_name_a_mismatched_q():
+    B, Q = np.ones((6, 3)), np.eye(5)
+    for fn in (gram.frobenius, gram.spectral, gram.frobenius_grad_general,
+               gram.spectral_grad_lanczos, jax.jit(gram.frobenius_squared)):
+        with pytest.raises(InputError, match=r"Q: expected shape \(n, n\) = \(6, 6\) with "
+                                             r"n = B.shape\[0\], got \(5, 5\)"):
+            fn(B, Q)
+    with pytest.raises(InputError, match=r"v0: expected shape \(n,\) = \(6,\), got \(5,\)"):
+        gram.spectral_value_and_grad_lanczos(B, np.eye(6), v0=np.ones(5))

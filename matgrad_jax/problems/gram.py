@@ -26,8 +26,20 @@ from ..linalg import SingularPair, lanczos_top_singular, top_singular_svd
 SEED_FILE = "003_ab211ea8d8ce13a7.txt"
 
 
+def check_pair(B, Q) -> None:
+    """B ``(n, r)`` and Q ``(n, n)``, or :class:`InputError` naming the one that is not (from
+    the static shapes, so also under ``jit`` and ``vmap``)."""
+    if jnp.ndim(B) != 2:
+        raise InputError(f"B: expected a 2-d (n, r) array, got shape {jnp.shape(B)}")
+    n = jnp.shape(B)[0]
+    if jnp.shape(Q) != (n, n):
+        raise InputError(f"Q: expected shape (n, n) = {(n, n)} with n = B.shape[0], got "
+                         f"{jnp.shape(Q)}")
+
+
 def residual(B, Q) -> Array:
     """X = B Bᵀ − Q."""
+    check_pair(B, Q)
     return B @ B.T - Q
 
 
@@ -90,8 +102,11 @@ def spectral_top_pair_lanczos(B, Q, v0=None, steps: int = 32) -> SingularPair:
 
     ``X v = B(Bᵀv) − Qv`` costs ``O(nr + n²)`` instead of the ``O(n²r)`` of forming X.
     """
+    check_pair(B, Q)
     if v0 is None:
         v0 = jax.random.normal(jax.random.PRNGKey(0), (B.shape[0],), B.dtype)
+    elif jnp.shape(v0) != (B.shape[0],):
+        raise InputError(f"v0: expected shape (n,) = ({B.shape[0]},), got {jnp.shape(v0)}")
     matvec = lambda v: B @ (v @ B) - Q @ v
     rmatvec = lambda w: B @ (w @ B) - w @ Q
     return lanczos_top_singular(matvec, rmatvec, v0, steps)
