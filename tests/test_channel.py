@@ -545,3 +545,15 @@ def test_bad_options_of_problem_solve_and_data_raise_input_error(call, message):
     with pytest.raises(InputError) as info:
         call([d[k] for k in channel.DATA_NAMES])
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("fn", [channel.objective, channel.grad_published,
+                                channel.grad_kron_identity, channel.grad_structured,
+                                channel.objective_structured, jax.jit(channel.grad_blocks)])
+def test_literal_functions_name_the_argument_of_the_wrong_shape(fn):
+    R, Q, A, B, Z, P, S, W = channel.example_args()  # n, m, k, q = 7, 5, 6, 9
+    with pytest.raises(InputError, match=r"R: expected shape \(n, m\) = \(7, 5\) with n=7, m=5, "
+                                         r"k=6, q=9, got \(5, 7\)"):
+        fn(R.T, Q, A, B, Z, P, S, W)
+    with pytest.raises(InputError, match=r"W: expected shape \(2n, q\) = \(14, 9\)"):
+        fn(R, Q, A, B, Z, P, S, W[:-1])

@@ -74,7 +74,26 @@ DATA_SHAPES = {
     "S": ("q", "k"),
     "W": ("2n", "q"),
 }
+ARG_SHAPES = {"R": ("n", "m"), "Q": ("n", "m"), **DATA_SHAPES}
 I2 = np.eye(2)  # NumPy: importing must not start a backend
+
+
+def check_args(R, Q, A, B, Z, P, S, W) -> None:
+    """The literal functions' arguments against :data:`ARG_SHAPES` (n, m from ``A``, k from
+    ``P``, q from ``S``): :class:`InputError` naming the first that does not fit, from the
+    static shapes (so also under ``jit``/``vmap``), instead of a shape error deep in a product.
+    """
+    args = dict(zip(ARG_NAMES, (R, Q, A, B, Z, P, S, W)))
+    shapes = {name: _Shaped(np.shape(x)) for name, x in args.items()}
+    for name in ("A", "P", "S"):
+        if len(shapes[name].shape) != 2:
+            raise InputError(f"{name}: expected a 2-d array, got shape {shapes[name].shape}")
+    (n, m), k, q = shapes["A"].shape, shapes["P"].shape[1], shapes["S"].shape[0]
+    check_shapes(ARG_SHAPES, shapes, {"n": n, "m": m, "k": k, "q": q})
+
+
+class _Shaped(NamedTuple):
+    shape: tuple
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,6 +103,7 @@ I2 = np.eye(2)  # NumPy: importing must not start a backend
 
 def objective(R, Q, A, B, Z, P, S, W) -> Array:
     r"""The seed-1 objective exactly as written (seed line 3): block matrix, identity mask, P Sᵀ."""
+    check_args(R, Q, A, B, Z, P, S, W)
     mask = jnp.eye(Z.shape[0], dtype=Z.dtype)
     hadamard_term = Z - mask * (R.T @ A + Q.T @ B)
     block = jnp.block([[R, -Q], [Q, R]])
@@ -93,6 +113,7 @@ def objective(R, Q, A, B, Z, P, S, W) -> Array:
 
 def seed_matrices(R, Q, A, B, Z, P, S, W):
     r"""The seed's M, N, D, C (its "define the matrices" block), written as the seed writes them."""
+    check_args(R, Q, A, B, Z, P, S, W)
     mask = jnp.eye(Z.shape[0], dtype=Z.dtype)
     M = mask * (R.T @ A + Q.T @ B) - Z
     N = (jnp.kron(I2.astype(R.dtype), R) + jnp.kron(J2.astype(R.dtype), Q)) @ P @ S.T - W
@@ -469,11 +490,13 @@ def structured_grad_complex(stats: ChannelStats, R, Q):
 def grad_structured(R, Q, A, B, Z, P, S, W):
     """The structured fast form from raw data (statistics recomputed per call; use
     :class:`Problem` to compute them once)."""
+    check_args(R, Q, A, B, Z, P, S, W)
     return structured_value_and_grad(channel_statistics(A, B, Z, P, S, W), R, Q)[1]
 
 
 def objective_structured(R, Q, A, B, Z, P, S, W) -> Array:
     """The objective through the complex product :math:`\\|HK_c - W_c\\|^2` and diag(RᵀA+QᵀB)."""
+    check_args(R, Q, A, B, Z, P, S, W)
     m, n = A.shape[1], A.shape[0]
     K = P @ S.T
     Kc = jax.lax.complex(K[:m], K[m:])
