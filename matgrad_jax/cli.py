@@ -234,6 +234,7 @@ def cmd_run(args) -> int:
     """The main job on built-in example data: audit every derivation, then a demo fit."""
     _x64()
     import jax.numpy as jnp
+    import numpy as np
 
     from .audit import audit_all, text_table
     from .fit import METHODS, fit
@@ -254,16 +255,21 @@ def cmd_run(args) -> int:
     for method in METHODS:
         kw = {"max_iters": 20000} if method == "adam" else {"max_iters": 5000}
         fit(problem, method=method, **kw).value.block_until_ready()  # compile
-        t0 = time.perf_counter()
-        res = fit(problem, method=method, **kw)
-        res.value.block_until_ready()
-        dt = time.perf_counter() - t0
+        # the median of up to 7 calls (as many as fit in about half a second): one call of a
+        # millisecond straight after the audit can take 20 times as long
+        times = []
+        while len(times) < 7 and (not times or sum(times) < 0.5):
+            t0 = time.perf_counter()
+            res = fit(problem, method=method, **kw)
+            res.value.block_until_ready()
+            times.append(time.perf_counter() - t0)
+        dt = float(np.median(times))
         gap = (float(res.value) - float(exact.value)) / abs(float(exact.value))
         err = float(jnp.linalg.norm(res.params[0] - d["R_true"])
                     / jnp.linalg.norm(d["R_true"]))
         rows.append({"method": method, "iterations": str(int(res.iterations)),
                      "converged": str(bool(res.converged)), "rel. gap": f"{gap:.1e}",
-                     "time [ms]": f"{1e3 * dt:.1f}", "‖R-R_true‖/‖R_true‖": f"{err:.2e}"})
+                     "median ms": f"{1e3 * dt:.1f}", "‖R-R_true‖/‖R_true‖": f"{err:.2e}"})
     print(text_table(rows))
     if args.out:
         from .io import atomic_write_json
