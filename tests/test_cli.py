@@ -226,3 +226,20 @@ def test_bad_audit_and_example_arguments_exit_2_one_line(tmp_path, capsys, argv,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
     assert not out.exists()
+
+
+def test_run_the_main_job(tmp_path, capsys):
+    """`make run`'s first command: the audit of every derivation, then the demo fit."""
+    assert main(["run", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "== Audit" in out and "== Demo fit" in out
+    doc = json.loads((tmp_path / "run.json").read_text())
+    verdicts = {r["derivation"]: r["verdict"] for r in doc["audit"]}
+    assert verdicts["channel/phi/published"] == "fail"
+    assert verdicts["channel/phi/corrected"] == "pass"
+    assert verdicts["gram/frobenius/general"] == "pass"
+    fits = {r["method"]: r for r in doc["fit"]}
+    assert set(fits) == {"exact", "alternating", "cg", "lbfgs", "adam"}
+    assert all(r["converged"] == "True" and abs(float(r["rel. gap"])) < 1e-8
+               for r in fits.values())
+    assert all(float(r["median ms"]) > 0 for r in fits.values())  # times are benchmarks' job
