@@ -76,7 +76,7 @@ def _load_problem(args):
     """Read DATA, apply --names, build the Problem and the start. Raises InputError."""
     import numpy as np
 
-    from ._checks import InputError, as_real_array
+    from ._checks import InputError, as_real_array, check_finite
     from .fit import WITHOUT_REFERENCE
     from .io import fingerprint, load_arrays
     from .problems import channel
@@ -103,6 +103,7 @@ def _load_problem(args):
         for k, x in zip(("R0", "Q0"), init):
             if x.shape != (n, m):
                 raise InputError(f"{k}: expected shape (n, m) = {(n, m)}, got {x.shape}")
+        check_finite(dict(zip(("R0", "Q0"), init)))
     used = {k: data[k] for k in channel.DATA_NAMES + ("R0", "Q0") if k in data}
     return problem, init, fingerprint(used)
 
@@ -173,18 +174,22 @@ def cmd_fit(args) -> int:
 
     t0 = time.perf_counter()
     every = args.checkpoint_every
-    with FitProgress(args.max_iters, f"matgrad fit ({args.method})") as bar:
-        def on_chunk(s, final):
-            k = int(s["k"])
-            seconds = elapsed + time.perf_counter() - t0
-            times.append([k, seconds])
-            bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
-            if every and not final:
-                save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds, "times": times})
+    try:
+        with FitProgress(args.max_iters, f"matgrad fit ({args.method})") as bar:
+            def on_chunk(s, final):
+                k = int(s["k"])
+                seconds = elapsed + time.perf_counter() - t0
+                times.append([k, seconds])
+                bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
+                if every and not final:
+                    save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds,
+                                        "times": times})
 
-        res = fit_chunked(problem, init, state=state, checkpoint_every=every, on_chunk=on_chunk,
-                          **options)
-        R, Q = (np.asarray(x) for x in res.params)
+            res = fit_chunked(problem, init, state=state, checkpoint_every=every,
+                              on_chunk=on_chunk, **options)
+            R, Q = (np.asarray(x) for x in res.params)
+    except InputError as exc:  # the solver's own checks (the CLI's come first, above)
+        return _fail(str(exc))
     seconds = elapsed + time.perf_counter() - t0
     atomic_write_npz(out / "solution.npz", R=R, Q=Q, H=R + 1j * Q)
     hist = {**res.to_dict(), "method": args.method, "seconds": seconds, "dtype": args.dtype,

@@ -243,3 +243,16 @@ def test_run_the_main_job(tmp_path, capsys):
     assert all(r["converged"] == "True" and abs(float(r["rel. gap"])) < 1e-8
                for r in fits.values())
     assert all(float(r["median ms"]) > 0 for r in fits.values())  # times are benchmarks' job
+
+
+def test_non_finite_start_exit_2_one_line(tmp_path, capsys):
+    ex = _example(tmp_path)
+    d = dict(np.load(ex))
+    d["R0"] = np.full_like(d["A"], np.nan)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **d)
+    out = tmp_path / "o"
+    assert main(["fit", str(bad), "--out", str(out), "--method", "alternating"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: R0: holds 24 NaN/Inf value(s); all data must be finite"]
+    assert not out.exists()
