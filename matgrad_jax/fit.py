@@ -107,7 +107,7 @@ def _stepper(problem, init, method, max_iters, tol, gtol, precondition, refine,
         return lbfgs_stepper(problem.fun, init, **common)
     if method == "adam":
         return adam_stepper(problem.fun, init, learning_rate=learning_rate, **common)
-    raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    raise InputError(f"method: expected one of {METHODS}, got {method!r}")
 
 
 _STATIC = ("method", "max_iters", "precondition", "refine", "learning_rate", "matmul_precision")
@@ -181,7 +181,7 @@ def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: 
         tol=None, gtol=None, **options) -> SolveResult:
     """Check the method and the start, then :func:`fit_problem` (zeros when ``init`` is None)."""
     if method not in METHODS:
-        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+        raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     check_options(dict(options, max_iters=max_iters, tol=tol, gtol=gtol))
     return fit_problem(problem, _start(problem, init), method=method, max_iters=max_iters,
                        tol=tol, gtol=gtol, **options)
@@ -204,7 +204,7 @@ def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
     from .solvers.result import RUNNING
 
     if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
+        raise InputError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
     check_options(options)
     if state is None:
         state = fit_start(problem, _start(problem, init), **options)
