@@ -17,7 +17,7 @@ from .common import add_run_options, machine, median_time, positive_int, print_t
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(prog="matgrad bench audit", description=__doc__)
     p.add_argument("--n", type=positive_int, default=512)
     p.add_argument("--matmul-precision", default="highest", choices=["highest", "none"],
                    help="check_gradient's matmul_precision (none: the caller's, TF32 on GPUs)")

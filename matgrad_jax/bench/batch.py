@@ -136,7 +136,7 @@ def combine(docs: list[dict]) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(prog="matgrad bench batch", description=__doc__)
     p.add_argument("--batch", type=positive_int, default=4096)
     p.add_argument("--size", type=shape_of("n,m,k,q"), default="8,4,6,10")
     p.add_argument("--methods", nargs="+", default=["exact", "cg"], choices=METHODS)

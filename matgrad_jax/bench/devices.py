@@ -62,7 +62,7 @@ def run_one(d, b, size, method, repeats, platform, timeout=90):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(prog="matgrad bench devices", description=__doc__)
     p.add_argument("--devices", nargs="+", type=positive_int, default=[1, 2, 4])
     p.add_argument("--batch", type=positive_int, default=4096)
     p.add_argument("--size", type=shape_of("n,m,k,q"), default="16,8,12,20")

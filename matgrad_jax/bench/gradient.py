@@ -56,7 +56,7 @@ def bench(n, m, k, q, dtype, repeats):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(prog="matgrad bench gradient", description=__doc__)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--sizes", nargs="+", type=shape_of("n,m,k,q"), default=None)
     add_run_options(p, repeats=21)

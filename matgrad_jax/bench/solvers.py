@@ -222,7 +222,7 @@ def _conditions(p, text: str) -> list[float]:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(prog="matgrad bench solvers", description=__doc__)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--size", type=shape_of("n,m,k,q"), default="128,64,128,256")
     p.add_argument("--conditions", default="1,1000", help="P column-scale spreads")

@@ -46,7 +46,7 @@ def bench_n(n, r, dtype, repeats, cold_steps, warm_steps):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(prog="matgrad bench spectral", description=__doc__)
     p.add_argument("--sizes", nargs="+", type=positive_int, default=[256, 512, 1024, 2048, 4096])
     p.add_argument("--rank", type=positive_int, default=16)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
