@@ -6,7 +6,7 @@ code behind them trusts its inputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -125,6 +125,26 @@ def common_float_dtype(*arrays) -> np.dtype:
     return np.result_type(*[np.dtype(a.dtype) for a in arrays], np.float32)
 
 
+def start_pair(init, shape: tuple, dtype, *, dims: str | None = None, host: bool = False):
+    """A start ``init = (R0, Q0)`` checked: a pair of real, finite arrays of ``shape`` (called
+    ``dims`` in the message, e.g. ``"(n, m)"``), cast to ``dtype``; NumPy arrays on the host
+    when ``host`` (see :func:`as_real_numpy`), else JAX arrays left where they are. Tracers pass
+    the finiteness check unchecked (see :func:`check_finite`)."""
+    if not (isinstance(init, Sequence) and len(init) == 2):
+        got = (f"a sequence of {len(init)}" if isinstance(init, Sequence)
+               else type(init).__name__)
+        raise InputError(f"init: expected a pair (R0, Q0), got {got}")
+    convert = as_real_numpy if host else as_real_array
+    start = {name: convert(name, x, ndim=len(shape), dtype=dtype)
+             for name, x in zip(("R0", "Q0"), init)}
+    want = f"{dims} = {tuple(shape)}" if dims else f"{tuple(shape)}"
+    for name, x in start.items():
+        if tuple(x.shape) != tuple(shape):
+            raise InputError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
+    check_finite(start)
+    return start["R0"], start["Q0"]
+
+
 def float_dtype(name: str, dtype) -> np.dtype:
     """``dtype`` as a real floating NumPy dtype, or :class:`InputError` naming ``name``."""
     try:
@@ -170,7 +190,7 @@ def check_solver_options(*, max_iters=None, tol=None, gtol=None, learning_rate=N
             continue
         try:
             x = np.asarray(value)
-            ok_kind = x.shape == () and x.dtype.kind in "fiu" and not isinstance(value, bool)
+            ok_kind = x.shape == () and x.dtype.kind in "fiu"  # not bool (kind "b")
         except Exception:  # noqa: BLE001 - anything unconvertible is the user's input
             ok_kind = False
         if not ok_kind:

@@ -76,7 +76,7 @@ def _load_problem(args):
     """Read DATA, apply --names, build the Problem and the start. Raises InputError."""
     import numpy as np
 
-    from ._checks import InputError, as_real_array, check_finite
+    from ._checks import InputError, start_pair
     from .fit import WITHOUT_REFERENCE
     from .io import fingerprint, load_arrays
     from .problems import channel
@@ -97,13 +97,9 @@ def _load_problem(args):
                               reference=args.method not in WITHOUT_REFERENCE)
     init = None
     if "R0" in data or "Q0" in data:
-        n, m = problem.shape
-        init = tuple(as_real_array(k, data.get(k, np.zeros((n, m))), dtype=args.dtype)
-                     for k in ("R0", "Q0"))
-        for k, x in zip(("R0", "Q0"), init):
-            if x.shape != (n, m):
-                raise InputError(f"{k}: expected shape (n, m) = {(n, m)}, got {x.shape}")
-        check_finite(dict(zip(("R0", "Q0"), init)))
+        zeros = np.zeros(problem.shape)  # a missing one of the two starts at zero
+        init = start_pair((data.get("R0", zeros), data.get("Q0", zeros)), problem.shape,
+                          args.dtype, dims="(n, m)")
     used = {k: data[k] for k in channel.DATA_NAMES + ("R0", "Q0") if k in data}
     return problem, init, fingerprint(used)
 

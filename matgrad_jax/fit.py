@@ -14,7 +14,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._checks import InputError, as_real_array, check_finite, check_solver_options
+from ._checks import InputError, check_solver_options, start_pair
 from .linalg import hpd_inverse
 from .precision import FIT_PRECISION, products, traced_at
 from .problems.channel import (
@@ -164,17 +164,7 @@ def _start(problem: Problem, init):
     if init is None:
         z = jnp.zeros(problem.shape, problem.dtype)
         return (z, z)
-    if not (isinstance(init, (tuple, list)) and len(init) == 2):
-        got = (f"a sequence of {len(init)}" if isinstance(init, (tuple, list))
-               else type(init).__name__)
-        raise InputError(f"init: expected a pair (R0, Q0), got {got}")
-    start = {name: as_real_array(name, x, ndim=2, dtype=problem.dtype)
-             for name, x in zip(("R0", "Q0"), init)}
-    for name, x in start.items():
-        if x.shape != problem.shape:
-            raise InputError(f"{name}: expected shape (n, m) = {problem.shape}, got {x.shape}")
-    check_finite(start)
-    return tuple(start.values())
+    return start_pair(init, problem.shape, problem.dtype, dims="(n, m)")
 
 
 def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: int = 1000,

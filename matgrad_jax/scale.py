@@ -33,7 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype
+from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype, start_pair
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
@@ -121,19 +121,7 @@ def _pad(x: np.ndarray, size: int, axis: int, mode: str) -> np.ndarray:
 
 
 def _check_init(init, shape, dtype):
-    if init is None:
-        return None
-    if not (isinstance(init, Sequence) and len(init) == 2):
-        raise InputError("init: expected a pair (R0, Q0)")
-    out = []
-    for name, x in zip(("R0", "Q0"), init):
-        a = as_real_numpy(name, x, ndim=len(shape), dtype=dtype)
-        if a.shape != shape:
-            raise InputError(f"{name}: expected shape {shape}, got {a.shape}")
-        if not np.isfinite(a).all():
-            raise InputError(f"{name}: holds NaN/Inf values")
-        out.append(a)
-    return tuple(out)
+    return None if init is None else start_pair(init, shape, dtype, host=True)
 
 
 # --------------------------------------------------------------------------------------------

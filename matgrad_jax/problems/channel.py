@@ -84,16 +84,11 @@ def check_args(R, Q, A, B, Z, P, S, W) -> None:
     static shapes (so also under ``jit``/``vmap``), instead of a shape error deep in a product.
     """
     args = dict(zip(ARG_NAMES, (R, Q, A, B, Z, P, S, W)))
-    shapes = {name: _Shaped(np.shape(x)) for name, x in args.items()}
     for name in ("A", "P", "S"):
-        if len(shapes[name].shape) != 2:
-            raise InputError(f"{name}: expected a 2-d array, got shape {shapes[name].shape}")
-    (n, m), k, q = shapes["A"].shape, shapes["P"].shape[1], shapes["S"].shape[0]
-    check_shapes(ARG_SHAPES, shapes, {"n": n, "m": m, "k": k, "q": q})
-
-
-class _Shaped(NamedTuple):
-    shape: tuple
+        if np.ndim(args[name]) != 2:
+            raise InputError(f"{name}: expected a 2-d array, got shape {np.shape(args[name])}")
+    (n, m), k, q = np.shape(A), np.shape(P)[1], np.shape(S)[0]
+    check_shapes(ARG_SHAPES, args, {"n": n, "m": m, "k": k, "q": q})
 
 
 # --------------------------------------------------------------------------------------------
