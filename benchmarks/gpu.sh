@@ -48,8 +48,9 @@ fi
 if want batch; then
   # one process each, as the committed GPU runs were timed (the CPU runs take the median of five
   # fresh processes, whose loops differ by up to 2.5x there; on the GPU the ratio is 2000x+)
-  run benchmarks/bench_batch.py --dtype float64 --processes 1
-  run benchmarks/bench_batch.py --dtype float32 --processes 1
+  # and --seconds 1: four seconds of rounds per method are for the CPU's two-speed episodes
+  run benchmarks/bench_batch.py --dtype float64 --processes 1 --seconds 1
+  run benchmarks/bench_batch.py --dtype float32 --processes 1 --seconds 1
 fi
 if want solvers; then
   run benchmarks/bench_solvers.py --dtype float64 --size 1024,512,1024,2048

@@ -91,8 +91,18 @@ def test_batch_runs_in_fresh_processes_and_reports_the_median(tmp_path):
     assert r["throughput_ratio_min"] == min(ratios) and r["throughput_ratio_max"] == max(ratios)
     assert r["batch_s"] == pytest.approx(statistics.median(p["batch_s"] for p in r["processes"]))
     assert r["max_abs_diff"] < 1e-10
+    # the fast states: each process's percentile of its own rounds, their ratio, its median
+    for p in r["processes"]:
+        assert p["rounds"] == len(p["round_ms"]["batch"]) == len(p["round_ms"]["loop"]) >= 1
+        assert p["batch_fast_s"] <= p["batch_s"] * (1 + 1e-9) + 1e-6
+        assert p["fast_throughput_ratio"] == pytest.approx(p["loop_fast_s"] / p["batch_fast_s"])
+    fast = [p["fast_throughput_ratio"] for p in r["processes"]]
+    assert r["fast_throughput_ratio"] == pytest.approx(statistics.median(fast))
+    assert (r["fast_throughput_ratio_min"], r["fast_throughput_ratio_max"]) == (min(fast),
+                                                                                max(fast))
     text = batch_section([doc])
     assert "median" in text and "2 fresh processes" in text and "| range |" in text
+    assert "| fast ratio |" in text and "the fastest of its rounds" in text
     with pytest.raises(SystemExit):
         batch.main(["--quick", "--processes", "0"])
 
@@ -135,6 +145,7 @@ def test_solvers_documents_of_several_processes_combine(results):
     ("batch", ["--size", "8,4,6"],
      "argument --size: expected 4 comma-separated positive integers (n,m,k,q), got '8,4,6'"),
     ("batch", ["--methods", "newton"], "argument --methods: invalid choice: 'newton'"),
+    ("batch", ["--seconds", "-2"], "argument --seconds: expected a finite number >= 0, got -2.0"),
     ("solvers", ["--conditions", "0.5"], "--conditions: expected comma-separated numbers >= 1"),
     ("gradient", ["--sizes", "64,64,x,256"], "argument --sizes: expected a positive integer, "
                                              "got 'x'"),

@@ -8,13 +8,20 @@ dispatch per problem. The loop is timed over ``--loop-sample`` problems and scal
 Throughputs are steady rates: the loop's over hundreds of calls, the vmapped solve's over a burst
 of calls; a single vmapped call straight after the loop ("cold") is timed and reported too.
 
+Each process times both paths in interleaved rounds for at least ``--seconds`` per method. On
+this project's 2-core VM each path switches between two speeds for seconds at a time: the loop
+between about 13 µs a call (Python's dispatch on one core, XLA's execution on the other) and 23 µs
+(both on one core: the speed it has under ``taskset -c 0``), the vmapped solve between about 1.3
+and 2.5 ms. So besides the median ratio the JSON gives the ratio of the two *fast states* (each
+path's fastest round, see ``FAST_QUANTILE``), which does not depend on how often the VM slowed
+either, and every round's times (``round_ms``).
+
 The whole comparison runs in ``--processes`` fresh processes (5 by default, one after another),
-and the JSON reports the median of their per-process ratios with the range: on this project's
-2-core CPU the loop's cost per call differs between processes of the same code by up to 2.5x
-(54-137 ms for 4096 calls), far more than within one, so one process is one draw (pyperf spawns
-worker processes for the same reason). Usage:
+and the JSON reports the median of their per-process ratios with the range (the loop's cost per
+call differed between short runs of the same code by up to 2.5x, 54-137 ms for 4096 calls; pyperf
+spawns worker processes for the same reason). Usage:
     matgrad bench batch [--batch 4096] [--size 8,4,6,10] [--methods exact cg] [--processes 5]
-                        [--quick]
+                        [--seconds 4] [--quick]
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from .common import (
     in_fresh_processes,
     machine,
     median_of,
+    nonnegative_float,
     positive_int,
     print_table,
     process_count,
@@ -61,7 +69,14 @@ def make_batch(b, size, dtype, seed=0):
     return [d[name] for name in channel.DATA_NAMES]
 
 
-def bench_method(method, arrays, loop_sample, repeats, max_iters):
+FAST_QUANTILE = 0
+"""The percentile of a process's round times taken as each path's fast state (see
+:func:`bench_method`): 0, its fastest round (each round is itself hundreds of calls, or the median
+of a burst). A higher percentile missed the loop's fast state in runs where the VM let it run
+there in under a tenth of the rounds."""
+
+
+def bench_method(method, arrays, loop_sample, repeats, max_iters, seconds=0.0):
     one = _solver(method, max_iters)
     batched = jax.jit(jax.vmap(one))
     single = jax.jit(one)
@@ -82,15 +97,24 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters):
     # after it ("cold": XLA's thread pool waking up and caches refilling after the loop, up to 2x
     # here), then a burst of batched calls (see common.timed_burst). Throughput is the steady
     # rate, the burst's, as the loop's is (hundreds of calls back to back); the cold call is kept
-    # in the results.
+    # in the results. Rounds go on for at least `seconds`: on this VM each path switches
+    # between two speeds for seconds at a time (the loop between about 13 and 23 µs a call, as
+    # its dispatch and execution share two cores or one; the batch between about 1.3 and 2.5
+    # ms), so a short window can fall wholly into one state. Besides the medians, the fast
+    # state of each path (its fastest round, FAST_QUANTILE) gives the ratio of the two
+    # at their best, which does not depend on how often the VM slowed either.
     t_b, t_c, t_l = [], [], []
-    for _ in range(repeats):
+    start = time.perf_counter()
+    while len(t_b) < repeats or time.perf_counter() - start < seconds:
         t_l += wall_times(loop, (), 1)
         t_c += wall_times(batched, arrays, 1)
         t_b.append(timed_burst(batched, arrays, t_b[-1] if t_b else t_c[-1]))
+    scale = b / len(per)
     t_batch = float(np.median(t_b))
     t_cold = float(np.median(t_c))
-    t_loop = float(np.median(t_l)) * b / len(per)
+    t_loop = float(np.median(t_l)) * scale
+    fast_batch = float(np.percentile(t_b, FAST_QUANTILE))
+    fast_loop = float(np.percentile(t_l, FAST_QUANTILE)) * scale
     api = None
     if method == "exact":
         # what a user without vmap writes: the public single-problem solve, NumPy in, per problem
@@ -106,13 +130,18 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters):
     return {"batch_s": t_batch, "loop_s": t_loop, "loop_measured_on": len(per),
             "throughput_ratio": t_loop / t_batch,
             "batch_cold_s": t_cold, "cold_throughput_ratio": t_loop / t_cold,
+            "rounds": len(t_b), "fast_quantile": FAST_QUANTILE, "batch_fast_s": fast_batch,
+            "loop_fast_s": fast_loop, "fast_throughput_ratio": fast_loop / fast_batch,
+            "round_ms": {"batch": [round(1e3 * t, 3) for t in t_b],
+                         "loop": [round(1e3 * t * scale, 1) for t in t_l]},
             "api_loop_s": api, "api_throughput_ratio": None if api is None else api / t_batch,
             "problems_per_s_batch": b / t_batch, "problems_per_s_loop": b / t_loop,
             "max_abs_diff": float(np.max(np.abs(R_b - R_l)))}
 
 
 _PER_PROCESS = ("batch_s", "loop_s", "throughput_ratio", "batch_cold_s", "cold_throughput_ratio",
-                "api_loop_s", "api_throughput_ratio")
+                "api_loop_s", "api_throughput_ratio", "batch_fast_s", "loop_fast_s",
+                "fast_throughput_ratio")
 
 
 def combine(docs: list[dict]) -> dict:
@@ -126,11 +155,15 @@ def combine(docs: list[dict]) -> dict:
         out = {"method": r0["method"], "loop_measured_on": r0["loop_measured_on"]}
         out.update({key: median_of([r[key] for r in rs]) for key in _PER_PROCESS})
         ratios = [r["throughput_ratio"] for r in rs]
+        fast = [r["fast_throughput_ratio"] for r in rs]
         out.update(throughput_ratio_min=min(ratios), throughput_ratio_max=max(ratios),
+                   fast_throughput_ratio_min=min(fast), fast_throughput_ratio_max=max(fast),
+                   rounds=sum(r["rounds"] for r in rs), fast_quantile=r0["fast_quantile"],
                    problems_per_s_batch=first["batch"] / out["batch_s"],
                    problems_per_s_loop=first["batch"] / out["loop_s"],
                    max_abs_diff=max(r["max_abs_diff"] for r in rs),
-                   processes=[{key: r[key] for key in _PER_PROCESS} for r in rs])
+                   processes=[{key: r[key] for key in (*_PER_PROCESS, "rounds", "round_ms")}
+                              for r in rs])
         results.append(out)
     return {**first, "processes": len(docs), "results": results}
 
@@ -143,6 +176,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--loop-sample", type=positive_int, default=512)
     p.add_argument("--max-iters", type=positive_int, default=200)
+    p.add_argument("--seconds", type=nonnegative_float, default=4.0,
+                   help="time each method for at least this long per process, in rounds "
+                        "(default 4; 0 with --quick)")
     add_run_options(p, repeats=7, processes=5)
     a = p.parse_args(argv)
     count = process_count(p, a)
@@ -157,7 +193,8 @@ def main(argv=None):
         results = []
         for method in a.methods:
             r = bench_method(method, arrays, min(a.loop_sample, 8 if a.quick else b),
-                             1 if a.quick else a.repeats, a.max_iters)
+                             1 if a.quick else a.repeats, a.max_iters,
+                             0.0 if a.quick else a.seconds)
             results.append({"method": method, **r})
         doc = {"benchmark": "batch", "dtype": a.dtype, "batch": b, "size": list(size),
                "machine": machine(), "processes": 1, "results": results}
@@ -165,12 +202,17 @@ def main(argv=None):
     results = doc["results"]
     print_table(f"{b} problems of (n, m, k, q) = {size}, {a.dtype}{title}",
                 ["method", "vmapped ms", "(cold)", "jitted loop ms", "ratio",
+                 *(["(range)"] if count > 1 else []), "fast: vmapped", "loop", "ratio",
                  *(["(range)"] if count > 1 else []), "(cold)",
                  "solve_exact loop ms", "ratio", "problems/s (vmap)"],
                 [[r["method"], f"{1e3 * r['batch_s']:.2f}", f"{1e3 * r['batch_cold_s']:.2f}",
                   f"{1e3 * r['loop_s']:.1f}", f"{r['throughput_ratio']:.0f}x",
                   *([f"{r['throughput_ratio_min']:.0f}-{r['throughput_ratio_max']:.0f}x"]
                     if count > 1 else []),
+                  f"{1e3 * r['batch_fast_s']:.2f}", f"{1e3 * r['loop_fast_s']:.1f}",
+                  f"{r['fast_throughput_ratio']:.0f}x",
+                  *([f"{r['fast_throughput_ratio_min']:.0f}"
+                     f"-{r['fast_throughput_ratio_max']:.0f}x"] if count > 1 else []),
                   f"{r['cold_throughput_ratio']:.0f}x",
                   "—" if r["api_loop_s"] is None else f"{1e3 * r['api_loop_s']:.0f}",
                   "—" if r["api_loop_s"] is None else f"{r['api_throughput_ratio']:.0f}x",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -53,6 +54,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (a duration in seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
     return value
 
 
@@ -171,9 +183,10 @@ def in_fresh_processes(name: str, argv: list[str] | None, count: int) -> list[di
     another. Each child gets ``--processes 1 --out <temporary file>`` after them (argparse keeps
     an option's last value).
 
-    On this project's 2-core CPU a process is one draw: the cost per call of a loop of small
-    compiled calls differed between processes of the same code by up to 2.5x (4096 calls: 54 to
-    137 ms), far more than within one, so the benchmarks that rest on such ratios report the
+    On this project's 2-core CPU the cost per call of a loop of small compiled calls differed
+    between runs of the same code by up to 2.5x (4096 calls: 54 to 137 ms). Timed in one process
+    for longer, the loop switches between about 13 and 23 µs a call for seconds at a time, so a
+    short run in one process is one draw; the benchmarks that rest on such ratios report the
     median over processes (pyperf spawns worker processes for the same reason)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     root = Path(__file__).resolve().parents[2]  # the package's parent: importable in the child
