@@ -13,8 +13,10 @@ this project's 2-core VM each path switches between two speeds for seconds at a 
 between about 13 µs a call (Python's dispatch on one core, XLA's execution on the other) and 23 µs
 (both on one core: the speed it has under ``taskset -c 0``), the vmapped solve between about 1.3
 and 2.5 ms. So besides the median ratio the JSON gives the ratio of the two *fast states* (each
-path's fastest round, see ``FAST_QUANTILE``), which does not depend on how often the VM slowed
-either, and every round's times (``round_ms``).
+path's fastest round; each round is itself hundreds of calls, or the median of a burst), which
+does not depend on how often the VM slowed either, and every round's times (``round_ms``). (A
+10th percentile missed the loop's fast state in runs where the VM let it run there in under a
+tenth of the rounds.)
 
 The whole comparison runs in ``--processes`` fresh processes (5 by default, one after another),
 and the JSON reports the median of their per-process ratios with the range (the loop's cost per
@@ -69,13 +71,6 @@ def make_batch(b, size, dtype, seed=0):
     return [d[name] for name in channel.DATA_NAMES]
 
 
-FAST_QUANTILE = 0
-"""The percentile of a process's round times taken as each path's fast state (see
-:func:`bench_method`): 0, its fastest round (each round is itself hundreds of calls, or the median
-of a burst). A higher percentile missed the loop's fast state in runs where the VM let it run
-there in under a tenth of the rounds."""
-
-
 def bench_method(method, arrays, loop_sample, repeats, max_iters, seconds=0.0):
     one = _solver(method, max_iters)
     batched = jax.jit(jax.vmap(one))
@@ -97,12 +92,8 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters, seconds=0.0):
     # after it ("cold": XLA's thread pool waking up and caches refilling after the loop, up to 2x
     # here), then a burst of batched calls (see common.timed_burst). Throughput is the steady
     # rate, the burst's, as the loop's is (hundreds of calls back to back); the cold call is kept
-    # in the results. Rounds go on for at least `seconds`: on this VM each path switches
-    # between two speeds for seconds at a time (the loop between about 13 and 23 µs a call, as
-    # its dispatch and execution share two cores or one; the batch between about 1.3 and 2.5
-    # ms), so a short window can fall wholly into one state. Besides the medians, the fast
-    # state of each path (its fastest round, FAST_QUANTILE) gives the ratio of the two
-    # at their best, which does not depend on how often the VM slowed either.
+    # in the results. Rounds go on for at least `seconds`, and each path's fastest round is its
+    # fast state (see the module's docstring).
     t_b, t_c, t_l = [], [], []
     start = time.perf_counter()
     while len(t_b) < repeats or time.perf_counter() - start < seconds:
@@ -113,8 +104,8 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters, seconds=0.0):
     t_batch = float(np.median(t_b))
     t_cold = float(np.median(t_c))
     t_loop = float(np.median(t_l)) * scale
-    fast_batch = float(np.percentile(t_b, FAST_QUANTILE))
-    fast_loop = float(np.percentile(t_l, FAST_QUANTILE)) * scale
+    fast_batch = min(t_b)
+    fast_loop = min(t_l) * scale
     api = None
     if method == "exact":
         # what a user without vmap writes: the public single-problem solve, NumPy in, per problem
@@ -130,7 +121,7 @@ def bench_method(method, arrays, loop_sample, repeats, max_iters, seconds=0.0):
     return {"batch_s": t_batch, "loop_s": t_loop, "loop_measured_on": len(per),
             "throughput_ratio": t_loop / t_batch,
             "batch_cold_s": t_cold, "cold_throughput_ratio": t_loop / t_cold,
-            "rounds": len(t_b), "fast_quantile": FAST_QUANTILE, "batch_fast_s": fast_batch,
+            "rounds": len(t_b), "batch_fast_s": fast_batch,
             "loop_fast_s": fast_loop, "fast_throughput_ratio": fast_loop / fast_batch,
             "round_ms": {"batch": [round(1e3 * t, 3) for t in t_b],
                          "loop": [round(1e3 * t * scale, 1) for t in t_l]},
@@ -158,7 +149,7 @@ def combine(docs: list[dict]) -> dict:
         fast = [r["fast_throughput_ratio"] for r in rs]
         out.update(throughput_ratio_min=min(ratios), throughput_ratio_max=max(ratios),
                    fast_throughput_ratio_min=min(fast), fast_throughput_ratio_max=max(fast),
-                   rounds=sum(r["rounds"] for r in rs), fast_quantile=r0["fast_quantile"],
+                   rounds=sum(r["rounds"] for r in rs),
                    problems_per_s_batch=first["batch"] / out["batch_s"],
                    problems_per_s_loop=first["batch"] / out["loop_s"],
                    max_abs_diff=max(r["max_abs_diff"] for r in rs),

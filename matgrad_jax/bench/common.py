@@ -46,26 +46,26 @@ def wall_times(fn, args, n: int) -> list[float]:
     return times
 
 
+def _argument(text: str, convert, valid, expected: str):
+    """``convert(text)`` if it parses and is ``valid``, else an argparse error naming
+    ``expected`` and what was given."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a batch, a size, a count of repeats)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _argument(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def nonnegative_float(text: str) -> float:
     """argparse type: a finite number >= 0 (a duration in seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
-    return value
+    return _argument(text, float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def shape_of(names: str):

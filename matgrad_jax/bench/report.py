@@ -202,9 +202,8 @@ def batch_section(docs) -> str:
                         "both switch between two speeds for seconds at a time (the loop "
                         "between about 13 and 23 µs a call, as its dispatch and execution share "
                         "two cores or one), so the median ratio depends on how often either "
-                        "was slowed. The \"fast\" columns compare each path at its best ("
-                        f"{_quantile(doc['results'][0]['fast_quantile'])} of its rounds): "
-                        "the target is marked on that ratio"
+                        "was slowed. The \"fast\" columns compare each path at its best "
+                        "(the fastest of its rounds): the target is marked on that ratio"
                         if fast else "") + "." + _note(doc) + "\n")
         parts.append(_table(["method", "vmapped ms", *(["cold ms"] if cold else []),
                              "jitted loop ms", "ratio", *(["range"] if procs > 1 else []),
@@ -213,10 +212,6 @@ def batch_section(docs) -> str:
                              *(["cold ratio"] if cold else []),
                              "solve_exact loop ms", "ratio"], rows) + "\n")
     return "\n".join(parts)
-
-
-def _quantile(q) -> str:
-    return "the fastest" if q == 0 else f"the {q}th percentile"
 
 
 def _rounds(doc) -> str:
