@@ -34,6 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype, start_pair
+from .compile_options import BATCH_METHODS, batch_jit
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
@@ -153,9 +154,9 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
         (``jax.lax.map`` of the vmapped solver); ``0``: all at once. Default: on CPU devices,
         the largest power of two whose problems' data take at most :data:`CHUNK_BYTES`
         (16 MiB), so that a chunk's intermediates stay in the caches; on other devices, all at
-        once. On this project's 2-core CPU, 16384 exact solves of ``(8, 4, 6, 10)`` took 27 ms
-        at once and 14 ms in chunks of 4096; 4096 of ``(16, 8, 12, 20)`` 23 ms and 14 ms in
-        chunks of 1024 (CG: 108 and 73 ms), as the README's "Many problems" says.
+        once. On this project's 2-core CPU, 16384 exact solves of ``(8, 4, 6, 10)`` took 19 ms
+        at once and 8.3 ms in chunks of 4096; 4096 of ``(16, 8, 12, 20)`` 24 ms and 12 ms in
+        chunks of 1024 (CG: 57 and 40 ms), as the README's "Many problems" says.
       options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``,
         ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
 
@@ -203,8 +204,7 @@ def _chunk_size(chunk_size, arrays, per_device: int, mesh: Mesh) -> int:
     return 0 if chunk >= per_device else chunk
 
 
-@partial(jax.jit, static_argnames=("ridge", "mesh", "opts", "full", "chunk"))
-def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
+def _solve_batch_program(arrays, init, ridge, mesh, opts, full=True, chunk=0):
     spec = P(mesh.axis_names[0])
     options = dict(opts)
 
@@ -224,6 +224,21 @@ def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
 
     return jax.shard_map(local, mesh=mesh, in_specs=(spec, spec), out_specs=spec,
                          check_vma=False)(arrays, init)
+
+
+_STATIC = ("ridge", "mesh", "opts", "full", "chunk")
+_solve_batch_jit = {method: batch_jit(_solve_batch_program, method, static_argnames=_STATIC)
+                    for method in BATCH_METHODS}
+"""The exact solve and CG compile with the small-problem options (XLA:CPU's older loop emitter;
+see :mod:`~matgrad_jax.compile_options`), the other methods as usual."""
+
+
+def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
+    method = dict(opts)["method"]
+    solve = _solve_batch_jit.get(method)
+    if solve is None:
+        solve = _solve_batch_jit[method] = jax.jit(_solve_batch_program, static_argnames=_STATIC)
+    return solve(arrays, init, ridge, mesh, opts, full, chunk)
 
 
 # --------------------------------------------------------------------------------------------

@@ -167,3 +167,30 @@ def test_bad_options_and_start():
         solve_batch(data, init=(np.zeros((3, 4, 7)), np.zeros((3, 7, 4))))
     with pytest.raises(InputError, match="expected a dict"):
         solve_rows([1, 2])
+
+
+def test_batch_compile_options(monkeypatch):
+    import jax
+
+    from matgrad_jax import compile_options
+    from matgrad_jax.bench.batch import _solver
+
+    # this jaxlib knows the option; each call gives a dict of its own; only exact and CG take it
+    options = compile_options.batch_compiler_options("cg")
+    assert options == compile_options.BATCH_OPTIONS == {"xla_cpu_use_fusion_emitters": False}
+    options["xla_cpu_use_fusion_emitters"] = True
+    assert compile_options.batch_compiler_options() == compile_options.BATCH_OPTIONS
+    assert compile_options.batch_compiler_options("adam") == {}
+    # the vmapped solve compiled with them gives what the default compilation gives
+    data = _batch(4)
+    args = [data[k] for k in channel.DATA_NAMES]
+    solve = jax.vmap(_solver("exact", 50))
+    R, Q = compile_options.batch_jit(solve)(*args)
+    R0, Q0 = jax.jit(solve)(*args)
+    np.testing.assert_allclose(R, R0, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(Q, Q0, rtol=1e-12, atol=1e-13)
+    # an option a future XLA no longer knows is left out, not an error in every compilation
+    monkeypatch.setattr(compile_options, "BATCH_OPTIONS", {"xla_cpu_no_such_option": True})
+    assert compile_options.batch_compiler_options() == {}
+    R1, _ = compile_options.batch_jit(solve)(*args)
+    np.testing.assert_allclose(R1, R0, rtol=1e-12, atol=1e-13)

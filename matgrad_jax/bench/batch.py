@@ -1,17 +1,19 @@
 """Many small seed-1 problems: one vmapped solve vs a Python loop of single jitted solves.
 
-Both paths compile once and start from the raw arrays (statistics and solve in one jitted
-function), so the difference is what batching buys: one dispatch and wide kernels instead of one
-dispatch per problem. The loop is timed over ``--loop-sample`` problems and scaled to the batch
-(its cost per problem is constant). For ``exact`` a second loop calls the public single-problem
-``channel.solve_exact`` on NumPy arrays (validation included), as code without vmap would.
-Throughputs are steady rates: the loop's over hundreds of calls, the vmapped solve's over a burst
-of calls; a single vmapped call straight after the loop ("cold") is timed and reported too.
+Both paths compile once, with the same options (``compile_options.batch_compiler_options``, as
+:func:`matgrad_jax.solve_batch` does; the JSON records them), and start from the raw arrays
+(statistics and solve in one jitted function), so the difference is what batching buys: one
+dispatch and wide kernels instead of one dispatch per problem. The loop is timed over
+``--loop-sample`` problems and scaled to the batch (its cost per problem is constant). For
+``exact`` a second loop calls the public single-problem ``channel.solve_exact`` on NumPy arrays
+(validation included), as code without vmap would. Throughputs are steady rates: the loop's over
+hundreds of calls, the vmapped solve's over a burst of calls; a single vmapped call straight after
+the loop ("cold") is timed and reported too.
 
 Each process times both paths in interleaved rounds for at least ``--seconds`` per method. On
 this project's 2-core VM each path switches between two speeds for seconds at a time: the loop
 between about 13 µs a call (Python's dispatch on one core, XLA's execution on the other) and 23 µs
-(both on one core: the speed it has under ``taskset -c 0``), the vmapped solve between about 1.3
+(both on one core: the speed it has under ``taskset -c 0``), the vmapped solve between about 1.1
 and 2.5 ms. So besides the median ratio the JSON gives the ratio of the two *fast states* (each
 path's fastest round; each round is itself hundreds of calls, or the median of a burst), which
 does not depend on how often the VM slowed either, and every round's times (``round_ms``). (A
@@ -35,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..compile_options import batch_compiler_options
 from ..fit import METHODS, fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
@@ -73,8 +76,11 @@ def make_batch(b, size, dtype, seed=0):
 
 def bench_method(method, arrays, loop_sample, repeats, max_iters, seconds=0.0):
     one = _solver(method, max_iters)
-    batched = jax.jit(jax.vmap(one))
-    single = jax.jit(one)
+    # both compiled with the library's small-problem options (as solve_batch is): the ratio is
+    # what batching buys, not what the options do
+    options = batch_compiler_options(method)
+    batched = jax.jit(jax.vmap(one), compiler_options=options)
+    single = jax.jit(one, compiler_options=options)
     b = arrays[0].shape[0]
     per = [[np.asarray(a[i]) for a in arrays] for i in range(min(loop_sample, b))]
     per = [[jnp.asarray(x) for x in p] for p in per]  # on the device, as a user's loop would be
@@ -188,7 +194,8 @@ def main(argv=None):
                              0.0 if a.quick else a.seconds)
             results.append({"method": method, **r})
         doc = {"benchmark": "batch", "dtype": a.dtype, "batch": b, "size": list(size),
-               "machine": machine(), "processes": 1, "results": results}
+               "machine": machine(), "processes": 1, "results": results,
+               "compiler_options": {m: batch_compiler_options(m) for m in a.methods}}
         title = ""
     results = doc["results"]
     print_table(f"{b} problems of (n, m, k, q) = {size}, {a.dtype}{title}",
