@@ -37,6 +37,28 @@ def test_each_benchmark_writes_json(results):
     assert [r["devices"] for r in docs["devices"]["results"]] == [1, 2]
 
 
+def test_devices_rounds_combine():
+    from matgrad_jax.bench.devices import _over_rounds
+    from matgrad_jax.bench.report import devices_section
+
+    runs = [{"devices": 2, "platform": "cpu", "median_s": t} for t in (0.3, 0.1, 0.2)]
+    row = _over_rounds(runs)
+    assert (row["median_s"], row["best_s"], row["rounds_s"]) == (0.2, 0.1, [0.3, 0.1, 0.2])
+    assert "hung" not in row
+    hung = _over_rounds([runs[0], {"devices": 2, "platform": "cpu", "median_s": None,
+                                   "hung": True}])
+    assert hung["median_s"] is None and hung["hung"] and hung["rounds_s"] == [0.3, None]
+    doc = {"batch": 8, "size": [8, 4, 6, 10], "platform": "cpu", "rounds": 3,
+           "machine": {"platform": "cpu", "cpu": "x", "cores": 2, "jax": "0", "date": "d"},
+           "results": [{**row, "method": "exact", "problems_per_s": 40.0,
+                        "speedup_vs_first": 1.0},
+                       {**hung, "method": "exact", "problems_per_s": None,
+                        "speedup_vs_first": None}]}
+    text = devices_section([doc])
+    assert "3 rounds of one fresh process each" in text
+    assert "| exact | 2 | 200 | 40 | 1.00× |" in text and "hung (no result in 90 s)" in text
+
+
 def test_plots_and_readme_section_from_json(results, tmp_path):
     pytest.importorskip("matplotlib")
     from matgrad_jax.bench.plots import plot_all
@@ -151,6 +173,7 @@ def test_solvers_documents_of_several_processes_combine(results):
                                              "got 'x'"),
     ("spectral", ["--rank", "0"], "argument --rank: expected a positive integer, got 0"),
     ("devices", ["--devices", "0"], "argument --devices: expected a positive integer, got 0"),
+    ("devices", ["--rounds", "0"], "argument --rounds: expected a positive integer, got 0"),
     ("audit_cost", ["--repeats", "-1"], "argument --repeats: expected a positive integer"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(name, argv, message, capsys):

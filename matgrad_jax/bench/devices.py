@@ -2,8 +2,10 @@
 
 Each device count runs in a fresh process (the count is fixed when JAX starts): on CPU with
 ``--xla_force_host_platform_device_count=D`` (the devices then share this machine's cores, so the
-curve flattens at the core count), on GPU with the first D GPUs. Usage:
-    matgrad bench devices [--devices 1 2 4] [--batch 4096] [--size 16,8,12,20] [--quick]
+curve flattens at the core count), on GPU with the first D GPUs. The counts run in turn for
+``--rounds`` rounds, and each count's time is the median of its rounds' medians. Usage:
+    matgrad bench devices [--devices 1 2 4] [--batch 4096] [--size 16,8,12,20] [--rounds 3]
+                          [--quick]
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import os
 import subprocess
 import sys
+
+import numpy as np
 
 from ..fit import METHODS
 from .common import add_run_options, machine, positive_int, print_table, shape_of, write_result
@@ -61,6 +65,16 @@ def run_one(d, b, size, method, repeats, platform, timeout=90):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _over_rounds(runs: list[dict]) -> dict:
+    """One device count's rounds: the median of their medians (None if any hung), the fastest
+    and every round's."""
+    times = [r["median_s"] for r in runs]
+    if any(t is None for t in times):
+        return {**runs[0], "median_s": None, "hung": True, "rounds_s": times}
+    return {**runs[0], "median_s": float(np.median(times)), "best_s": min(times),
+            "rounds_s": times}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="matgrad bench devices", description=__doc__)
     p.add_argument("--devices", nargs="+", type=positive_int, default=[1, 2, 4])
@@ -68,7 +82,10 @@ def main(argv=None):
     p.add_argument("--size", type=shape_of("n,m,k,q"), default="16,8,12,20")
     p.add_argument("--methods", nargs="+", default=["exact", "cg"], choices=METHODS)
     p.add_argument("--platform", default=None, help="cpu (forced host devices) or gpu")
-    add_run_options(p, repeats=5)
+    p.add_argument("--rounds", type=positive_int, default=3,
+                   help="run the device counts this many times, in turn (default 3; 1 with "
+                        "--quick); each count's time is the median over its rounds")
+    add_run_options(p, repeats=21)
     a = p.parse_args(argv)
     info = machine()
     platform = a.platform or info["platform"]
@@ -77,8 +94,12 @@ def main(argv=None):
     devices = [1, 2] if a.quick else a.devices
     results = []
     for method in a.methods[:1] if a.quick else a.methods:
-        rows = [run_one(d, b, size, method, 1 if a.quick else a.repeats, platform)
-                for d in devices]
+        # the counts in turn, round after round: this VM's speed drifts for seconds at a time
+        # (see bench.batch), and one process per count gave exact on one device 12-18 ms in
+        # runs a minute apart
+        runs = [[run_one(d, b, size, method, 1 if a.quick else a.repeats, platform)
+                 for d in devices] for _ in range(1 if a.quick else a.rounds)]
+        rows = [_over_rounds([run[i] for run in runs]) for i in range(len(devices))]
         base = rows[0]["median_s"]
         for r in rows:
             ok = r["median_s"] is not None and base is not None
@@ -94,6 +115,7 @@ def main(argv=None):
                   "—" if r["speedup_vs_first"] is None else f"{r['speedup_vs_first']:.2f}x"]
                  for r in results])
     doc = {"benchmark": "devices", "platform": platform, "batch": b, "size": size,
+           "rounds": len(runs),
            "machine": {**info, "platform": platform}, "results": results,
            "note": "forced host devices share the machine's cores" if platform == "cpu" else ""}
     if not a.quick or a.out:

@@ -242,6 +242,9 @@ def devices_section(docs) -> str:
                  "—" if not r.get("speedup_vs_first") else f"{r['speedup_vs_first']:.2f}×"]
                 for r in doc["results"]]
         note = f" {doc['note']}." if doc.get("note") else ""
+        if doc.get("rounds", 1) > 1:
+            note += (f" The counts ran in turn, {doc['rounds']} rounds of one fresh process each;"
+                     " times are the medians over the rounds.")
         parts.append(f"{doc['batch']} problems of {tuple(doc['size'])}, {doc['platform']} "
                      f"({_machine(doc)}).{note}\n")
         parts.append(_table(["method", "devices", "ms", "problems/s", "speed-up"], rows) + "\n")
