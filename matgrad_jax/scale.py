@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype, start_pair
-from .compile_options import BATCH_METHODS, batch_jit
+from .compile_options import batch_jit
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
@@ -228,16 +228,13 @@ def _solve_batch_program(arrays, init, ridge, mesh, opts, full=True, chunk=0):
 
 _STATIC = ("ridge", "mesh", "opts", "full", "chunk")
 _solve_batch_jit = {method: batch_jit(_solve_batch_program, method, static_argnames=_STATIC)
-                    for method in BATCH_METHODS}
-"""The exact solve and CG compile with the small-problem options (XLA:CPU's older loop emitter;
-see :mod:`~matgrad_jax.compile_options`), the other methods as usual."""
+                    for method in METHODS}
+"""One jitted program per method: the exact solve and CG compile with the small-problem options
+(XLA:CPU's older loop emitter; see :mod:`~matgrad_jax.compile_options`), the others as usual."""
 
 
 def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
-    method = dict(opts)["method"]
-    solve = _solve_batch_jit.get(method)
-    if solve is None:
-        solve = _solve_batch_jit[method] = jax.jit(_solve_batch_program, static_argnames=_STATIC)
+    solve = _solve_batch_jit[dict(opts)["method"]]
     return solve(arrays, init, ridge, mesh, opts, full, chunk)
 
 
