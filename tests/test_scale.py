@@ -175,11 +175,14 @@ def test_batch_compile_options(monkeypatch):
     from matgrad_jax import compile_options
     from matgrad_jax.bench.batch import _solver
 
-    # this jaxlib knows the option; each call gives a dict of its own; only exact and CG take it
+    # jaxlib 0.6.1 to 0.10.2 know the option (a later one may not: then {}, as checked below,
+    # not a failed upgrade); each call gives a dict of its own; only exact and CG take it
+    known = compile_options._known(tuple(compile_options.BATCH_OPTIONS.items()))
+    expected = {"xla_cpu_use_fusion_emitters": False} if known else {}
     options = compile_options.batch_compiler_options("cg")
-    assert options == compile_options.BATCH_OPTIONS == {"xla_cpu_use_fusion_emitters": False}
+    assert options == expected
     options["xla_cpu_use_fusion_emitters"] = True
-    assert compile_options.batch_compiler_options() == compile_options.BATCH_OPTIONS
+    assert compile_options.batch_compiler_options() == expected
     assert compile_options.batch_compiler_options("adam") == {}
     # the vmapped solve compiled with them gives what the default compilation gives
     data = _batch(4)
