@@ -26,7 +26,6 @@ options to your own ``jax.jit(jax.vmap(...), compiler_options=batch_compiler_opt
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -59,17 +58,3 @@ def _known(options: tuple) -> bool:
         return False
     return True
 
-
-def batch_jit(fun: Callable, method: str = "exact", **jit_kwargs) -> Callable:
-    """``jax.jit(fun, **jit_kwargs)`` compiled with ``batch_compiler_options(method)``, which
-    are resolved at the first call (not at import)."""
-    jitted = None
-
-    @functools.wraps(fun)
-    def call(*args, **kwargs):
-        nonlocal jitted
-        if jitted is None:
-            jitted = jax.jit(fun, compiler_options=batch_compiler_options(method), **jit_kwargs)
-        return jitted(*args, **kwargs)
-
-    return call

@@ -25,7 +25,7 @@ case the returned arrays are replicated rather than sharded.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype, start_pair
-from .compile_options import batch_jit
+from .compile_options import batch_compiler_options
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
@@ -226,16 +226,17 @@ def _solve_batch_program(arrays, init, ridge, mesh, opts, full=True, chunk=0):
                          check_vma=False)(arrays, init)
 
 
-_STATIC = ("ridge", "mesh", "opts", "full", "chunk")
-_solve_batch_jit = {method: batch_jit(_solve_batch_program, method, static_argnames=_STATIC)
-                    for method in METHODS}
-"""One jitted program per method: the exact solve and CG compile with the small-problem options
-(XLA:CPU's older loop emitter; see :mod:`~matgrad_jax.compile_options`), the others as usual."""
+@cache
+def _solve_batch_jit(method: str):
+    """The jitted program for ``method``: the exact solve and CG compile with the small-problem
+    options (XLA:CPU's older loop emitter; see :mod:`~matgrad_jax.compile_options`), the others
+    as usual. Built at the first call, not at import (the options' probe starts the backend)."""
+    return jax.jit(_solve_batch_program, compiler_options=batch_compiler_options(method),
+                   static_argnames=("ridge", "mesh", "opts", "full", "chunk"))
 
 
 def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
-    solve = _solve_batch_jit[dict(opts)["method"]]
-    return solve(arrays, init, ridge, mesh, opts, full, chunk)
+    return _solve_batch_jit(dict(opts)["method"])(arrays, init, ridge, mesh, opts, full, chunk)
 
 
 # --------------------------------------------------------------------------------------------

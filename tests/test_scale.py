@@ -188,12 +188,12 @@ def test_batch_compile_options(monkeypatch):
     data = _batch(4)
     args = [data[k] for k in channel.DATA_NAMES]
     solve = jax.vmap(_solver("exact", 50))
-    R, Q = compile_options.batch_jit(solve)(*args)
+    R, Q = jax.jit(solve, compiler_options=compile_options.batch_compiler_options())(*args)
     R0, Q0 = jax.jit(solve)(*args)
     np.testing.assert_allclose(R, R0, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(Q, Q0, rtol=1e-12, atol=1e-13)
     # an option a future XLA no longer knows is left out, not an error in every compilation
     monkeypatch.setattr(compile_options, "BATCH_OPTIONS", {"xla_cpu_no_such_option": True})
     assert compile_options.batch_compiler_options() == {}
-    R1, _ = compile_options.batch_jit(solve)(*args)
+    R1, _ = jax.jit(solve, compiler_options=compile_options.batch_compiler_options())(*args)
     np.testing.assert_allclose(R1, R0, rtol=1e-12, atol=1e-13)
