@@ -10,7 +10,10 @@ On a cluster, start one process per host (or per GPU) with the same arguments an
 itself). Every process builds the same batch; ``solve_batch`` places it on the global mesh, each
 process copying only its own shards to its own devices; each device solves its slice with no
 communication, and ``process_allgather`` brings the answer back to every process. Each process
-checks its own shards against single-problem solves, and process 0 writes a JSON summary.
+checks its own shards against single-problem solves; process 0 writes a JSON summary
+(``--out``) and, with ``--report-dir``, every process writes its own ``process-<id>.json`` there.
+Results travel through files, never through stdout, where the distributed runtime's threads
+also print.
 
 On one machine, for a demonstration or a test: ``--local-devices 2`` gives each process two CPU
 devices (``XLA_FLAGS=--xla_force_host_platform_device_count``) and the coordinator is
@@ -37,6 +40,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--method", default="exact")
     p.add_argument("--out", default=None, help="process 0 writes a JSON summary here")
+    p.add_argument("--report-dir", default=None,
+                   help="each process writes its own summary to DIR/process-<id>.json")
     args = p.parse_args(argv)
     if args.local_devices:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -89,10 +94,14 @@ def main(argv=None) -> int:
         "local_problems": sorted(local_problems),
         "seconds": seconds,
     }
-    print(json.dumps({"process": jax.process_index(), **summary}))
-    if args.out and jax.process_index() == 0:
-        from .io import atomic_write_json
+    from .io import atomic_write_json
 
+    report = {"process": jax.process_index(), **summary}
+    print(json.dumps(report))
+    if args.report_dir:
+        atomic_write_json(os.path.join(args.report_dir, f"process-{jax.process_index()}.json"),
+                          report)
+    if args.out and jax.process_index() == 0:
         atomic_write_json(args.out, summary)
     jax.distributed.shutdown()
     return 0

@@ -25,11 +25,12 @@ def _env(devices):
 
 
 @pytest.fixture(scope="module")
-def four_devices():
-    proc = subprocess.run([sys.executable, str(HERE / "scripts" / "scale_checks.py")],
+def four_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scale") / "checks.json"
+    proc = subprocess.run([sys.executable, str(HERE / "scripts" / "scale_checks.py"), str(out)],
                           env=_env(4), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    return json.loads(out.read_text())  # a file of its own, not stdout
 
 
 @pytest.mark.parametrize("method", ["exact", "cg", "alternating", "lbfgs"])
@@ -70,14 +71,15 @@ def test_two_processes_with_jax_distributed(tmp_path):
     procs = [subprocess.Popen(
         [sys.executable, "-m", "matgrad_jax.multihost", "--coordinator", f"127.0.0.1:{port}",
          "--num-processes", "2", "--process-id", str(i), "--local-devices", "2",
-         "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--out", str(out), "--report-dir", str(tmp_path)], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for i in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, se) in zip(procs, outs):
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    for p, se in zip(procs, errs):
         assert p.returncode == 0, se[-3000:]
-    # the JSON line among the runtime's own chatter (gloo prints to stdout)
-    lines = [json.loads(next(ln for ln in so.splitlines() if ln.startswith('{"process"')))
-             for so, _ in outs]
+    # each process's own report file: never parsed out of stdout, which the distributed
+    # runtime's threads (gloo) share and write to mid-line
+    lines = [json.loads((tmp_path / f"process-{i}.json").read_text()) for i in range(2)]
     assert [ln["process"] for ln in lines] == [0, 1]
     for ln in lines:
         assert ln["process_count"] == 2 and ln["global_devices"] == 4
