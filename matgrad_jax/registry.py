@@ -37,6 +37,7 @@ class Derivation:
     example_args: Callable[..., tuple]
     notes: str = ""
     formula: str = field(default="", compare=False)
+    domains: dict | None = field(default=None, compare=False)
 
 
 _CH = f"seeds/{channel.SEED_FILE}"
@@ -88,13 +89,15 @@ def _build() -> tuple[Derivation, ...]:
         out.append(Derivation(
             name=f"channel/phi/{variant}", objective=channel.objective, gradient=fn,
             argnums=(0, 1), arg_names=channel.ARG_NAMES, source=source, published=published,
-            example_args=channel.example_args, notes=notes, formula=formula))
+            example_args=channel.example_args, notes=notes, formula=formula,
+            domains=dict.fromkeys(channel.DATA_NAMES, "general")))
     for obj_name, obj, grads, meta in _GRAM:
         for variant, (published, source, formula, notes) in meta.items():
             out.append(Derivation(
                 name=f"gram/{obj_name}/{variant}", objective=obj, gradient=grads[variant],
                 argnums=0, arg_names=("B", "Q"), source=source, published=published,
-                example_args=gram.example_args, notes=notes, formula=formula))
+                example_args=gram.example_args, notes=notes, formula=formula,
+                domains={"Q": "general"}))
     return tuple(out)
 
 

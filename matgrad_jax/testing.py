@@ -6,10 +6,11 @@ from .audit import GradientReport, check_gradient
 
 
 class GradientAssertionError(AssertionError):
-    """Raised by :func:`assert_gradient`; ``.report`` holds the :class:`GradientReport`."""
+    """Raised by :func:`assert_gradient`; ``.report`` holds the :class:`GradientReport`. Its
+    message starts with the one-line verdict, so pytest's summary line says what failed."""
 
     def __init__(self, report: GradientReport):
-        super().__init__(report.to_markdown())
+        super().__init__(report.headline() + "\n\n" + report.to_markdown())
         self.report = report
 
 

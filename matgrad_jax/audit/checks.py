@@ -1,124 +1,213 @@
-"""The numerical checks behind the audit: batched comparison with autodiff, forward-mode
-directional derivatives, the Taylor-remainder slope, and one-sided derivatives at kinks.
+"""The numerical checks behind the audit, each a small function on the audit's flat leaves:
+batched evaluation at every point, the autodiff reference, forward-mode directional
+derivatives, the Taylor remainder and one-sided derivatives at kinks.
+
+The reference (``jax.grad``, ``jax.jvp``, the Taylor values) is computed in float64 whenever JAX
+can, whatever the caller's x64 setting (:func:`float64`), so a float32 hand gradient is judged
+against a true value. Every call builds its programs afresh: the audit judges the function as it
+is now, never a trace of an earlier version (a notebook that changes a global between two audits
+of the same function object gets two verdicts).
 
 Convention for complex arguments: the gradient is :math:`\\partial f/\\partial x + i\\,\\partial f/
 \\partial y` (the real inner product :math:`\\mathrm{Re}\\langle g, v\\rangle` gives the directional
-derivative); ``jax.grad`` returns its conjugate, which :func:`reference_gradient` undoes.
+derivative); ``jax.grad`` returns its conjugate, which :func:`reference` undoes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .points import random_directions
+from .spec import Spec
 
 
-def as_tuple(x):
-    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+def _enable_x64():
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # older jax
+
+    return enable_x64()
 
 
-def reference_gradient(fun: Callable, argnums: tuple[int, ...]):
-    """``jax.grad`` w.r.t. ``argnums`` as a tuple, conjugated to the real-inner-product
-    convention."""
-    g = jax.grad(lambda *a: jnp.real(fun(*a)), argnums=argnums)
-    return lambda *args: tuple(jnp.conj(x) for x in g(*args))
+@contextlib.contextmanager
+def float64():
+    """x64 on and standard dtype promotion, for the audit's own reference computation; the
+    caller's settings are restored on exit (float32 constants a function closes over promote)."""
+    with _enable_x64(), jax.numpy_dtype_promotion("standard"):
+        yield
 
 
-def hand_gradient(grad_fun: Callable):
-    return lambda *args: as_tuple(grad_fun(*args))
+def up(x):
+    """A float leaf as float64 (complex128), anything else unchanged (numpy)."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        return x.astype(np.complex128)
+    if np.issubdtype(x.dtype, np.floating) or x.dtype.name == "bfloat16":
+        return x.astype(np.float64)
+    return x
 
 
-def real_inner(gs, vs):
-    """Σ Re⟨g, v⟩ over blocks."""
-    return sum(jnp.sum(jnp.real(jnp.conj(g) * v)) for g, v in zip(gs, vs))
-
-
-@jax.jit
-def directional(grads, dirs):
-    """Σ_blocks Re⟨g, v_c⟩ for every stacked direction c: the hand directional derivatives."""
-    return jax.vmap(lambda *vs: real_inner(grads, vs))(*dirs)
-
-
-def map_points(fn, points):
-    """``vmap`` when the function allows it (a host callback may not), else a Python loop."""
-    try:
-        return jax.jit(jax.vmap(fn))(*points)
-    except Exception:  # noqa: BLE001 - any failure to batch falls back to one call per point
-        count = jax.tree_util.tree_leaves(points)[0].shape[0]
-        outs = [fn(*jax.tree_util.tree_map(lambda a, i=i: a[i], points)) for i in range(count)]
-        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def batched_gradients(fun, grad_fun, argnums, points):
-    """Values, reference gradients and hand gradients at every stacked point (one vmap)."""
-    ref = reference_gradient(fun, argnums)
-
-    def one(*args):
-        return jnp.real(fun(*args)), ref(*args), hand_gradient(grad_fun)(*args)
-
-    return jax.vmap(one)(*points)
-
-
-def batched_values_and_hand(fun, grad_fun, points):
-    """Values and hand gradients only (no autodiff reference)."""
-    return map_points(lambda *a: (jnp.real(fun(*a)), hand_gradient(grad_fun)(*a)), points)
-
-
-def _shift(args, argnums, dirs, h):
-    out = list(args)
-    for i, v in zip(argnums, dirs):
-        out[i] = args[i] + (v * jnp.asarray(h).astype(v.dtype)).astype(args[i].dtype)
+def _insert(leaves, idx, values):
+    out = list(leaves)
+    for i, v in zip(idx, values):
+        out[i] = v
     return tuple(out)
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def forward_directional(fun, argnums, args, dirs):
-    """jvp of ``fun`` at ``args`` along each stacked direction in ``dirs``."""
+def reference(spec: Spec, fun: Callable) -> Callable:
+    """``leaves -> (value, gradients of the differentiated leaves)`` by ``jax.grad``,
+    conjugated to the real-inner-product convention; other leaves are closed over, so integer
+    arguments need no tangent."""
+    f = spec.fun_flat(fun)
 
-    def one(*vs):
-        tangents = [jnp.zeros_like(a) for a in args]
-        for i, v in zip(argnums, vs):
-            tangents[i] = v
-        return jnp.real(jax.jvp(fun, args, tuple(tangents))[1])
+    def value_and_grad(*leaves):
+        def of_diff(*d):
+            return jnp.real(f(*_insert(leaves, spec.diff, d)))
+        v, g = jax.value_and_grad(of_diff, argnums=tuple(range(len(spec.diff))))(
+            *(leaves[i] for i in spec.diff))
+        return v, tuple(jnp.conj(x) for x in g)
 
-    return jax.vmap(one)(*dirs)
-
-
-def high_precision(args):
-    """Float arguments cast to float64/complex128 when x64 is on (for finite differences)."""
-    if not jax.config.jax_enable_x64:
-        return tuple(args)
-    up = lambda a: (a.astype(jnp.complex128) if jnp.iscomplexobj(a) else
-                    a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a)
-    return tuple(up(a) for a in args)
+    return value_and_grad
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _eval_along_jit(fun, argnums, args, dirs, hs):
-    def line(*vs):
-        return jax.vmap(lambda h: jnp.real(fun(*_shift(args, argnums, vs, h))))(hs)
+def batched(fn: Callable, spec: Spec, points, *, hi: bool):
+    """``fn(*leaves)`` at every point: one fresh ``jit(vmap)`` (varied leaves batched, fixed
+    ones not), a Python loop for code JAX cannot trace. ``hi``: in float64. Returns numpy."""
+    n = points.count
+    leaves = [points.stacked.get(i, np.asarray(x)) for i, x in enumerate(spec.leaves)]
+    if hi:
+        leaves = [up(x) for x in leaves]
+    axes = tuple(0 if i in points.stacked else None for i in range(len(leaves)))
+    ctx = float64() if hi else contextlib.nullcontext()
+    with ctx:
+        try:
+            out = jax.jit(jax.vmap(fn, in_axes=axes))(*leaves)
+        except Exception:  # noqa: BLE001 - untraceable code: one call per point
+            outs = []
+            for p in range(n):
+                at = [x[p] if a == 0 else x for x, a in zip(leaves, axes)]
+                outs.append(fn(*at))
+            out = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                                         *outs)
+        return jax.tree_util.tree_map(np.asarray, out)
 
-    return jax.vmap(line)(*dirs)
 
-
-def eval_along(fun, args, argnums, dirs, hs):
-    """``fun(args + h v)`` for every h in ``hs`` and every direction (shape ``(ndir, nh)``).
-
-    One jitted double vmap; a function JAX cannot trace (plain NumPy) is called point by point.
-    """
+def traceable(fn: Callable, spec: Spec) -> bool:
     try:
-        return _eval_along_jit(fun, argnums, tuple(args), dirs, hs)
-    except Exception:  # noqa: BLE001 - untraceable user code: evaluate on concrete arrays
-        ndir = jax.tree_util.tree_leaves(dirs)[0].shape[0]
-        return jnp.asarray([[float(jnp.real(fun(*_shift(args, argnums, tuple(d[c] for d in dirs),
-                                                         h)))) for h in hs]
-                            for c in range(ndir)])
+        jax.eval_shape(fn, *spec.leaves)
+        return True
+    except Exception:  # noqa: BLE001 - anything JAX cannot trace or differentiate
+        return False
+
+
+def real_inner(gs, vs):
+    """Σ Re⟨g, v⟩ over blocks (numpy, leading direction axis on ``vs``)."""
+    total = 0.0
+    for g, v in zip(gs, vs):
+        g = np.asarray(g)
+        total = total + np.real(np.sum(np.conj(g)[None] * v, axis=tuple(range(1, v.ndim))))
+    return total
+
+
+def forward(spec: Spec, fun: Callable, at: tuple, dirs: tuple) -> np.ndarray:
+    """``jax.jvp`` of ``fun`` at the point ``at`` along each direction, in float64."""
+    f = spec.fun_flat(fun)
+    with float64():
+        at64 = tuple(up(x) for x in at)
+        d64 = tuple(up(d) for d in dirs)
+
+        def one(*vs):
+            g = lambda *d: jnp.real(f(*_insert(at64, spec.diff, d)))
+            return jax.jvp(g, tuple(at64[i] for i in spec.diff), vs)[1]
+
+        return np.asarray(jax.jit(jax.vmap(one))(*d64))
+
+
+def along(spec: Spec, fun: Callable, at: tuple, dirs: tuple, hs: np.ndarray) -> tuple:
+    """``fun(at + h v)`` for every h and direction (shape ``(ndir, nh)``) and ``fun(at)``, in
+    float64 where JAX can (else in the arguments' dtype); untraceable code point by point."""
+    f = spec.fun_flat(fun)
+
+    def run(cast):
+        at_c = tuple(cast(x) for x in at)
+        d_c = tuple(cast(d) for d in dirs)
+
+        def point(vs, h):
+            moved = [at_c[i] + (v * h.astype(jnp.real(v).dtype)).astype(at_c[i].dtype)
+                     for i, v in zip(spec.diff, vs)]
+            return jnp.real(f(*_insert(at_c, spec.diff, moved)))
+
+        try:
+            fh = jax.jit(jax.vmap(lambda *vs: jax.vmap(lambda h: point(vs, h))(hs)))(*d_c)
+            f0 = jax.jit(lambda *a: jnp.real(f(*a)))(*at_c)
+        except Exception:  # noqa: BLE001 - untraceable user code: evaluate on concrete arrays
+            fh = [[float(np.real(f(*_insert(at_c, spec.diff,
+                                            [at_c[i] + h * d[c] for i, d in zip(spec.diff, d_c)]
+                                            )))) for h in hs] for c in range(len(d_c[0]))]
+            f0 = float(np.real(f(*at_c)))
+        return np.asarray(fh, np.float64), float(f0), _output_eps(f, at_c, spec)
+
+    try:
+        with float64():
+            fh, f0, eps = run(up)
+            if np.all(np.isfinite(fh)) or not np.isfinite(f0):
+                return fh, f0, eps
+    except Exception:  # noqa: BLE001 - fun does not run in float64: use its own dtype
+        pass
+    return run(np.asarray)
+
+
+def _output_eps(f, at, spec) -> float:
+    """The rounding unit of ``f``'s values: the coarser of its output's and its differentiated
+    inputs' dtypes (a function that casts its value to float32 is float32, whatever its input)."""
+    dts = [np.asarray(at[i]).real.dtype for i in spec.diff]
+    try:
+        dts.append(np.dtype(jax.eval_shape(f, *at).dtype))
+    except Exception:  # noqa: BLE001 - untraceable: the inputs' dtypes
+        pass
+    return max(float(np.finfo(np.finfo(d).dtype if np.issubdtype(d, np.complexfloating) else d).eps)
+               for d in dts)
+
+
+def taylor(spec: Spec, fun: Callable, at: tuple, grads: tuple, dirs: tuple, *, n_h: int = 25):
+    """First-order Taylor remainder ``s(h) = f(x+hv) − f(x) − h⟨g, v⟩`` over ``h = 2⁻ᵏ``.
+
+    A right gradient leaves ``s = O(h²)``; an error ``δ`` in it leaves a linear term ``−h⟨δ, v⟩``.
+    The linear coefficient ``a`` is estimated by Richardson extrapolation of ``s(h)/h`` at the
+    step where the estimate's truncation change plus the rounding of ``f`` (``σ/h``) is
+    smallest, and returned relative to ``‖g‖‖v‖/√N`` (the size of a directional derivative along
+    a random ``v``): it is then comparable with the gradient's relative error, and judged against
+    the hand gradient's own rounding. A linear function (no ``h²`` term) is judged by ``a`` alone.
+    The log-log slope (2 right, 1 wrong) is reported too. No autodiff is used, so host-callback
+    functions are tested as well.
+    """
+    hs = 2.0 ** -np.arange(n_h)
+    fh, f0, eps = along(spec, fun, at, dirs, hs)
+    dd = real_inner([up(g) for g in grads], [up(d) for d in dirs])
+    s = fh - f0 - hs[None, :] * dd[:, None]
+    sigma = 8 * eps * np.maximum(abs(f0), np.abs(fh))
+    q = s / hs[None, :]
+    rich = 2 * q[:, 1:] - q[:, :-1]  # a + O(h²), at h_k
+    change = np.abs(np.diff(rich, axis=1))  # truncation estimate at h_k, k < n_h - 2
+    noise = 5 * sigma[:, :-2] / hs[None, :-2]
+    unc = change + noise
+    unc = np.where(np.isfinite(unc), unc, np.inf)
+    k = np.argmin(unc, axis=1)
+    rows = np.arange(len(k))
+    a, u = rich[rows, k], unc[rows, k]
+    n_entries = sum(int(np.asarray(g).size) for g in grads)
+    gnorm = np.sqrt(sum(float(np.sum(np.abs(up(g)) ** 2)) for g in grads))
+    vnorm = np.sqrt(sum(np.sum(np.abs(up(d)) ** 2, axis=tuple(range(1, np.ndim(d))))
+                        for d in dirs))
+    size = np.maximum(gnorm * vnorm / np.sqrt(max(n_entries, 1)), 1e-300)
+    rem = np.abs(s)
+    slopes = [fitted_slope(hs, rem[c], 4 * sigma[c]) for c in range(len(rem))]
+    return {"hs": hs, "remainders": rem, "slopes": slopes, "linear_term": np.abs(a) / size,
+            "uncertainty": u / size, "floor": sigma}
 
 
 def fitted_slope(hs, remainders, floor, tail=6):
@@ -131,63 +220,41 @@ def fitted_slope(hs, remainders, floor, tail=6):
     return float(np.polyfit(np.log(h_ok), np.log(r_ok), 1)[0])
 
 
-def taylor_test(fun, grads, args, argnums, rng, *, n_directions=3, n_h=25):
-    """First-order Taylor remainder :math:`|f(x+hv) - f(x) - h\\langle g, v\\rangle|` over a sweep.
-
-    A right gradient leaves an :math:`O(h^2)` remainder (slope 2 on log-log axes), a wrong one
-    :math:`O(h)` (slope 1). ``fun`` is evaluated in float64 where x64 is on, so the test also
-    judges float32 gradients; it needs no autodiff, so it audits host-callback functions too.
-
-    Returns:
-      dict with ``hs``, ``remainders`` (per direction), ``slopes`` and ``floor``.
-    """
-    args_hi = high_precision(args)
-    dirs = random_directions(rng, args_hi, argnums, n_directions)
-    hs = jnp.asarray(2.0 ** -np.arange(n_h), dtype=jnp.real(args_hi[argnums[0]]).dtype)
-    f0 = float(jnp.real(fun(*args_hi)))
-    fh = np.asarray(eval_along(fun, args_hi, argnums, dirs, hs))
-    grads_hi = tuple(g.astype(d.dtype) for g, d in zip(grads, dirs))
-    dd = np.asarray(directional(grads_hi, dirs))
-    rem = np.abs(fh - f0 - np.asarray(hs)[None, :] * dd[:, None])
-    eps = float(jnp.finfo(hs.dtype).eps)
-    floors = 64 * eps * np.maximum(abs(f0), np.abs(fh).max(axis=1))
-    slopes = [fitted_slope(hs, rem[c], floors[c]) for c in range(n_directions)]
-    return {"hs": np.asarray(hs), "remainders": rem, "slopes": slopes,
-            "floor": floors, "directional": dd, "dirs": dirs, "f0": f0, "fh": fh}
+def finite_difference(spec: Spec, fun: Callable, at: tuple, dirs: tuple) -> tuple:
+    """Central differences along each direction (h ~ eps^(1/3)), float64 where JAX can; with
+    the rounding bound of each."""
+    probe_eps = np.finfo(np.float64).eps
+    h = probe_eps ** (1 / 3)
+    fh, f0, eps = along(spec, fun, at, dirs, np.asarray([h, -h]))
+    if eps != probe_eps:  # ran in a lower precision: a step for that one
+        h = eps ** (1 / 3)
+        fh, f0, eps = along(spec, fun, at, dirs, np.asarray([h, -h]))
+    fd = (fh[:, 0] - fh[:, 1]) / (2 * h)
+    return fd, (8 * eps * max(abs(f0), np.max(np.abs(fh)))) / h + h ** 2
 
 
-def finite_difference_directional(fun, args, argnums, dirs):
-    """Central differences along each direction with h ~ eps^(1/3) (float64 where x64 is on)."""
-    args_hi = high_precision(args)
-    dirs_hi = jax.tree_util.tree_map(lambda d: d.astype(args_hi[argnums[0]].dtype)
-                                     if not jnp.iscomplexobj(d) else d, dirs)
-    eps = float(jnp.finfo(jnp.real(args_hi[argnums[0]]).dtype).eps)
-    h = eps ** (1 / 3)
-    hs = jnp.asarray([h, -h], dtype=jnp.real(args_hi[argnums[0]]).dtype)
-    f = np.asarray(eval_along(fun, args_hi, argnums, dirs_hi, hs))
-    return (f[:, 0] - f[:, 1]) / (2 * h)
-
-
-def kink_test(fun, args, argnums, dirs, *, rel_threshold=1e-3):
-    """One-sided directional derivatives at ``args`` along each direction, at h and h/4.
+def kink(spec: Spec, fun: Callable, at: tuple, dirs: tuple, *, rel_threshold=1e-3) -> dict:
+    """One-sided directional derivatives at ``at`` along each direction, at h and h/4.
 
     At a smooth point the gap :math:`D_+ - D_-` is :math:`O(h)` and shrinks fourfold with h; at a
     kink (e.g. a repeated top singular value) it stays put. Returns the largest persistent gap
     relative to the derivative's size, and whether it marks a kink.
     """
-    args_hi = high_precision(args)
-    dtype = jnp.real(args_hi[argnums[0]]).dtype
-    eps = float(jnp.finfo(dtype).eps)
-    h = 10 * eps ** (1 / 3)
-    hs = jnp.asarray([h, -h, h / 4, -h / 4], dtype=dtype)
-    f0 = float(jnp.real(fun(*args_hi)))
-    f = np.asarray(eval_along(fun, args_hi, argnums, dirs, hs))
+    eps64 = float(np.finfo(np.float64).eps)
+    h = 10 * eps64 ** (1 / 3)
+    hs = np.asarray([h, -h, h / 4, -h / 4])
+    f, f0, eps = along(spec, fun, at, dirs, hs)
+    if eps != eps64:
+        h = 10 * eps ** (1 / 3)
+        f, f0, eps = along(spec, fun, at, dirs, hs * (h / hs[0]))
     d_plus_1, d_minus_1 = (f[:, 0] - f0) / h, (f0 - f[:, 1]) / h
     d_plus_4, d_minus_4 = (f[:, 2] - f0) / (h / 4), (f0 - f[:, 3]) / (h / 4)
     gap1, gap4 = d_plus_1 - d_minus_1, d_plus_4 - d_minus_4
     size = np.abs(d_plus_4) + np.abs(d_minus_4) + 1e3 * eps * abs(f0) / h
-    rel = np.abs(gap4) / size
-    persistent = np.abs(gap4) > 0.6 * np.abs(gap1)
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(gap4) / size
+        persistent = np.abs(gap4) > 0.6 * np.abs(gap1)
     is_kink = (rel > rel_threshold) & persistent
-    return {"kink": bool(np.any(is_kink)), "max_relative_gap": float(np.max(rel * persistent)),
+    return {"kink": bool(np.any(is_kink)),
+            "max_relative_gap": float(np.nanmax(np.where(persistent, rel, 0.0))),
             "one_sided": [(float(a), float(b)) for a, b in zip(d_plus_4, d_minus_4)]}

@@ -7,7 +7,11 @@ Vocabulary of :attr:`GradientReport.diagnosis` (``None`` when the gradient passe
 ``scale:<c>``                hand = c · reference for one constant c (e.g. ``scale:0.5``)
 ``transpose``                hand = referenceᵀ (``transpose+sign``, ``transpose+scale:<c>``)
 ``conjugate``                complex argument: hand = conj(reference)
+``symmetric-convention``     on a symmetric/spd domain: hand = G + Gᵀ − G∘I of the Frobenius
+                             gradient G = sym(∇f), the gradient of another inner product
+``nonfinite``                the hand gradient is NaN/Inf where ``fun`` and jax.grad are finite
 ``nondifferentiable``        the point is a kink: one-sided directional derivatives differ
+``untested``                 no point where ``fun`` and its reference gradient are finite
 ``shape``                    the hand gradient has the wrong structure or shapes
 ``error``                    the hand gradient raised
 ``mismatch``                 anything else (see ``location`` and ``where_it_holds``)
@@ -21,7 +25,23 @@ from fractions import Fraction
 import numpy as np
 
 VOCABULARY = ("sign", "scale:<c>", "transpose", "transpose+sign", "transpose+scale:<c>",
-              "conjugate", "nondifferentiable", "shape", "error", "mismatch")
+              "conjugate", "symmetric-convention", "nonfinite", "nondifferentiable", "untested",
+              "shape", "error", "mismatch")
+
+SYMMETRIC_CONVENTION = (
+    "the hand gradient is G + Gᵀ − G∘I of the Frobenius gradient G: the 'symmetric gradient' of "
+    "the inner product over independent entries Σ_{i≤j} A_ij B_ij, not of the Frobenius inner "
+    "product tr(AᵀB); on symmetric matrices the Frobenius gradient is sym(G) (Srinivasan & "
+    "Panda, arXiv:1911.06491)")
+
+
+def is_valid_label(label: str | None) -> bool:
+    if label is None:
+        return True
+    for v in VOCABULARY:
+        if v.endswith("<c>") and label.startswith(v[:-3]):
+            return True
+    return label in VOCABULARY
 
 
 def nice_number(c: float) -> str:
@@ -43,14 +63,23 @@ def _fit(hand, ref):
     return c, float(res)
 
 
-def classify(hand: np.ndarray, ref: np.ndarray, tol: float) -> str:
-    """Label the relation between stacked hand and reference gradients ``(points, *shape)``."""
+def classify(hand: np.ndarray, ref: np.ndarray, tol: float, domain: str = "general") -> str:
+    """Label the relation between stacked hand and reference gradients ``(points, *shape)``,
+    both already projected onto ``domain``."""
     fit_tol = max(10 * tol, 1e-9)
+    if not np.all(np.isfinite(hand)):
+        return "nonfinite"
     c, res = _fit(hand.ravel(), ref.ravel())
     if res < fit_tol:
         if abs(c + 1) < fit_tol:
             return "sign"
         return f"scale:{nice_number(c)}"
+    if domain in ("symmetric", "spd") and hand.ndim == 3:
+        eye = np.eye(hand.shape[-1], dtype=bool)
+        conv = 2 * ref - ref * eye
+        cs, ress = _fit(hand.ravel(), conv.ravel())
+        if ress < fit_tol and abs(cs - 1) < fit_tol:
+            return "symmetric-convention"
     if hand.ndim == 3 and hand.shape[1] == hand.shape[2]:
         ct, rest = _fit(hand.ravel(), np.swapaxes(ref, 1, 2).ravel())
         if rest < fit_tol:
@@ -103,21 +132,59 @@ def _list(ix, limit=8):
     return "[" + ", ".join(items) + (", ..." if len(ix) > limit else "") + "]"
 
 
-def where_it_holds(generic_ok: bool, family_ok: dict[tuple[str, str], bool]) -> str:
-    """Domain of validity from per-(argument, family) results, e.g. "holds only for symmetric Q"."""
-    if generic_ok and all(family_ok.values()):
-        return "all tested inputs"
-    by_arg: dict[str, dict[str, bool]] = {}
-    for (arg, fam), ok in family_ok.items():
-        by_arg.setdefault(arg, {})[fam] = ok
-    phrases = []
-    for arg, fams in by_arg.items():
-        good = [f for f, ok in fams.items() if ok]
-        bad = [f for f, ok in fams.items() if not ok]
-        if not generic_ok and good:
-            phrases.append(f"holds only for {'/'.join(good)} {arg}")
-        elif generic_ok and bad:
-            phrases.append(f"fails for {'/'.join(bad)} {arg}")
-    if phrases:
-        return "; ".join(phrases)
-    return "fails on every tested input" if not generic_ok else "all tested inputs"
+def where_it_holds(status: np.ndarray, labels: np.ndarray, generic: np.ndarray,
+                   family_keys, skip_reason: str, singular: dict[str, bool]) -> str:
+    """Domain of validity from per-point statuses (``ok``, ``fail``, ``nonfinite``,
+    ``skipped``), e.g. "holds only for symmetric Q". Families whose points were all skipped are
+    named as untested, never counted as holding; a hand gradient that is not finite only on a
+    structured (measure-zero) family is a caveat, not a failure."""
+    tested = np.isin(status, ("ok", "fail")) | (generic & (status == "nonfinite"))
+    bad = (status == "fail") | (generic & (status == "nonfinite"))
+    n_gen = int((tested & generic).sum())
+    gen_bad = int((bad & generic).sum())
+    holds, fails, untested, caveats = [], [], [], []
+    by_arg: dict[str, list[str]] = {}
+    for arg, fam in family_keys:
+        sel = labels == f"{fam}:{arg}"
+        n_t, n_b = int((tested & sel).sum()), int((bad & sel).sum())
+        n_nf = int(((status == "nonfinite") & sel).sum())
+        if n_nf:
+            note = ", singular there" if singular.get(f"{fam}:{arg}") else ""
+            caveats.append(f"not finite on {fam} {arg} ({n_nf} of {int(sel.sum())} points"
+                           f"{note})")
+        if n_t == 0:
+            if not n_nf:
+                untested.append(f"{fam} {arg} ({int(sel.sum())} points, all skipped: "
+                                f"{skip_reason})")
+            continue
+        by_arg.setdefault(arg, [])
+        (fails if n_b else holds).append((arg, fam))
+    gen_skipped = int((generic & (status == "skipped")).sum())
+    if n_gen == 0:
+        untested.append(f"generic inputs ({int(generic.sum())} points, "
+                        f"{gen_skipped} skipped: {skip_reason})")
+
+    def join(pairs):
+        out: dict[str, list[str]] = {}
+        for arg, fam in pairs:
+            out.setdefault(arg, []).append(fam)
+        return "; ".join(f"{'/'.join(fams)} {arg}" for arg, fams in out.items())
+
+    if not tested.any():
+        return "untested: no point where fun and its reference gradient are finite"
+    if n_gen and gen_bad == n_gen:
+        phrase = (f"holds only for {join(holds)}" if holds else "fails on every tested input")
+    elif gen_bad:
+        ex_ok = bool(np.any((labels == "example") & (status == "ok")))
+        phrase = (f"fails at {gen_bad} of {n_gen} generic points"
+                  + (" (holds at the example point)" if ex_ok else ""))
+        if fails:
+            phrase += f"; fails for {join(fails)}"
+    elif fails:
+        phrase = f"fails for {join(fails)}"
+    elif caveats:
+        phrase = "holds on generic inputs"
+    else:
+        phrase = "all tested inputs"
+    extra = caveats + ([f"untested: {', '.join(untested)}"] if untested else [])
+    return "; ".join([phrase] + extra)

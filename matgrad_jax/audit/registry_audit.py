@@ -11,7 +11,7 @@ def audit_derivation(d: Derivation, *, seed: int = 0, **options) -> GradientRepo
     """:func:`check_gradient` on one registered derivation at its example arguments."""
     return check_gradient(d.objective, d.gradient, d.example_args(seed), argnums=d.argnums,
                           arg_names=d.arg_names, seed=seed, name=d.name, source=d.source,
-                          **options)
+                          **{"domains": d.domains, **options})
 
 
 def audit_all(pattern: str | None = None, **options) -> list[GradientReport]:

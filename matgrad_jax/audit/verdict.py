@@ -1,0 +1,378 @@
+"""From what the checks found to one report: per-point tolerances, statuses (``ok``, ``fail``,
+``nonfinite``, ``skipped``, ``kink``), per-block diagnoses, the domain of validity, and a message
+that agrees with all of them.
+
+Tolerances. In float64 a point passes when the hand gradient's error relative to the reference
+norm is at most ``rtol`` (default 8·sqrt(eps) = 1.2e-7). Below float64 the reference is float64,
+and ``e_ref``, ``jax.grad``'s own relative error in the working dtype at the point, measures the
+function's conditioning there. The hand gradient's formula is evaluated in float64 when it runs
+there and judged against ``max(8 sqrt(eps64), 16 e_ref eps64/eps)``: its rounding in the working
+dtype is no finding, so a right float32, float16 or bfloat16 gradient passes, and a wrong factor
+of 1 + 1e-4 fails in any of them. A hand gradient that does not run in float64 is judged as given
+against ``max(32 eps, 16 e_ref)``, what the dtype resolves at the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import checks, diagnosis, points
+from . import domains as dom
+from .report import GradientReport
+from .spec import Spec
+
+TOL_EPS = 32  # a dtype's own bound: 32 eps ...
+TOL_REF = 16  # ... or 16 times jax.grad's error in that dtype at the point
+TOL_DIRECTIONAL = 5  # forward mode and Taylor: one random direction's error is ~|N(0,1)| x
+
+
+def _norms(blocks, n):
+    return np.sqrt(sum(np.sum(np.abs(b.reshape(n, -1)) ** 2, axis=1) for b in blocks))
+
+
+@dataclass
+class Evaluation:
+    spec: Spec
+    points: points.Points
+    values: np.ndarray
+    ref: tuple | None
+    hand: tuple
+    hand64: tuple | None
+    ref_work: tuple | None
+    work: np.dtype
+    ref_dtype: str
+    rtol: float | None
+    use_jax: bool
+    status: np.ndarray = None
+    err: np.ndarray = None  # (points, blocks), the judged error
+    err_work: np.ndarray = None
+    tol: np.ndarray = None  # (points,)
+    total: np.ndarray = None
+    fd: dict = field(default_factory=dict)
+
+    # -- comparison ----------------------------------------------------------------------------
+    def _proj(self, blocks):
+        return [dom.project(self.spec.domains[i], checks.up(b))
+                for b, i in zip(blocks, self.spec.diff)]
+
+    def compare(self):
+        n, S = self.points.count, self.spec
+        finite = np.isfinite(self.values)
+        hand_ok = np.ones(n, bool)
+        for g in self.hand:
+            hand_ok &= np.all(np.isfinite(checks.up(g)).reshape(n, -1), axis=1)
+        self.low = np.finfo(self.work).eps > np.finfo(np.float64).eps
+        tol64 = 8 * np.sqrt(np.finfo(np.float64).eps)
+        if self.ref is None:  # finite differences decide (see finite_differences)
+            self.status = np.where(~finite, "skipped", np.where(hand_ok, "ok", "nonfinite"))
+            self.err = np.zeros((n, len(S.diff)))
+            self.err_work = self.err
+            self.tol = np.full(n, float(self.rtol) if self.rtol else self._fd_tol())
+            self.total = _norms([checks.up(g) for g in self.hand], n)
+            self.proj_hand = self._proj(self.hand)
+            self.use64 = False
+            return
+        for g in self.ref:
+            finite &= np.all(np.isfinite(checks.up(g)).reshape(n, -1), axis=1)
+        R = self._proj(self.ref)
+        Hw = self._proj(self.hand)
+        total = _norms(R, n)
+        total = np.where(total > 0, total, 1.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            rel = lambda H: np.stack([_norms([h - r], n) / total for h, r in zip(H, R)], axis=1)
+            err_work = rel(Hw)
+            err64 = rel(self._proj(self.hand64)) if self.hand64 is not None else None
+        self.err_work = err_work
+        if self.rtol is not None:
+            tol = np.full(n, float(self.rtol))
+            err = err64 if err64 is not None else err_work
+        elif not self.low:
+            tol, err = np.full(n, tol64), err_work
+        elif self.ref_dtype != "float64":  # no float64 anywhere: the dtype's own rule
+            tol, err = np.full(n, 8 * np.sqrt(np.finfo(self.work).eps)), err_work
+        else:
+            e_ref = np.zeros(n)
+            if self.ref_work is not None:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    e_ref = _norms([checks.up(a) - r0 for a, r0 in
+                                    zip(self.ref_work, [checks.up(r) for r in self.ref])],
+                                   n) / total
+                e_ref = np.where(np.isfinite(e_ref), e_ref, 0.0)
+            self.reference_error = e_ref
+            eps_w = float(np.finfo(self.work).eps)
+            if err64 is not None:  # the formula in float64, at the conditioning measured
+                tol = np.maximum(tol64, TOL_REF * e_ref * np.finfo(np.float64).eps / eps_w)
+                err = err64
+            else:  # as given, within what the dtype resolves at the point
+                tol, err = np.maximum(TOL_EPS * eps_w, TOL_REF * e_ref), err_work
+        self.err, self.tol, self.total = err, tol, total
+        judged = np.where(np.isfinite(err), err, np.inf)
+        ok = np.all(judged <= tol[:, None], axis=1)
+        self.status = np.where(~finite, "skipped",
+                               np.where(~hand_ok, "nonfinite", np.where(ok, "ok", "fail")))
+        self.use64 = err is not err_work
+        self.proj_ref = R
+        self.proj_hand = self._proj(self.hand64) if self.use64 else Hw
+
+    def _fd_tol(self):
+        return max(8 * np.sqrt(np.finfo(self.work).eps), 1e-6)
+
+    @property
+    def example_tested(self) -> bool:
+        return self.status[0] in ("ok", "fail")
+
+    def mark_kink(self):
+        self.status[0] = "kink"
+
+    @property
+    def tested(self) -> np.ndarray:
+        g = self.points.generic
+        return np.isin(self.status, ("ok", "fail")) | (g & (self.status == "nonfinite"))
+
+    def _grad_at(self, p):
+        src = self.hand64 if self.use64 else self.hand
+        return tuple(np.asarray(g[p]) for g in src)
+
+    # -- forward mode -----------------------------------------------------------------------------
+    def forward(self, fun, rng, n_directions) -> dict:
+        S, P = self.spec, self.points
+        cand = [p for p in np.flatnonzero(P.generic) if self.status[p] in ("ok", "fail")][:3]
+        if not cand or self.ref is None:
+            return {}
+        n_entries = sum(int(self.spec.leaves[i].size) for i in S.diff)
+        worst_h, worst_r, worst_ratio = 0.0, 0.0, 0.0
+        try:
+            for p in cand:
+                at = P.leaves(S, p)
+                dirs = points.directions(rng, S, at, n_directions)
+                jvp = checks.forward(S, fun, at, dirs)
+                hand_dd = checks.real_inner(self._grad_at(p), dirs)
+                ref_dd = checks.real_inner([np.asarray(r[p]) for r in self.ref], dirs)
+                vn = np.sqrt(sum(np.sum(np.abs(checks.up(d)) ** 2,
+                                        axis=tuple(range(1, np.ndim(d)))) for d in dirs))
+                size = np.maximum(self.total[p] * vn / np.sqrt(n_entries), 1e-300)
+                eh = float(np.max(np.abs(hand_dd - jvp) / size))
+                er = float(np.max(np.abs(ref_dd - jvp) / size))
+                worst_h, worst_r = max(worst_h, eh), max(worst_r, er)
+                worst_ratio = max(worst_ratio, eh / self.tol[p], er / self.tol[p])
+        except Exception:  # noqa: BLE001 - jvp unavailable (e.g. a custom_vjp-only rule)
+            return {}
+        return {"max_rel_error": worst_h, "reference_rel_error": worst_r, "points": len(cand),
+                "directions": n_directions, "passed": bool(worst_ratio <= TOL_DIRECTIONAL)}
+
+    # -- finite differences (no autodiff reference) ----------------------------------------------
+    def finite_differences(self, fun, rng):
+        S, P = self.spec, self.points
+        cand = [p for p in range(P.count) if self.status[p] == "ok"][:5]
+        n_entries = sum(int(self.spec.leaves[i].size) for i in S.diff)
+        for p in cand:
+            at = P.leaves(S, p)
+            dirs = points.directions(rng, S, at, 3)
+            fd, bound = checks.finite_difference(S, fun, at, dirs)
+            g = tuple(np.asarray(h[p]) for h in self.hand)
+            dd = checks.real_inner(g, dirs)
+            vn = np.sqrt(sum(np.sum(np.abs(checks.up(d)) ** 2, axis=tuple(range(1, np.ndim(d))))
+                             for d in dirs))
+            size = np.maximum(self.total[p] * vn / np.sqrt(n_entries), 1e-300)
+            e = np.abs(dd - fd) / size
+            excess = np.maximum(np.abs(dd - fd) - bound, 0) / size
+            self.err[p, :] = float(np.max(e))
+            if np.max(excess) > TOL_DIRECTIONAL * self.tol[p]:
+                self.status[p] = "fail"
+            self.fd.setdefault("hand", []).append(dd)
+            self.fd.setdefault("fd", []).append(fd)
+        # points not reached by the finite differences were not tested
+        for p in range(P.count):
+            if p not in cand and self.status[p] == "ok":
+                self.status[p] = "skipped"
+
+    # -- Taylor -----------------------------------------------------------------------------------
+    def taylor(self, fun, rng, n_directions) -> dict:
+        if self.status[0] not in ("ok", "fail"):
+            return {}
+        S, P = self.spec, self.points
+        at = P.leaves(S, 0)
+        dirs = points.directions(rng, S, at, n_directions)
+        try:
+            t = checks.taylor(S, fun, at, self._grad_at(0), dirs)
+        except Exception:  # noqa: BLE001 - fun cannot be evaluated along the line
+            return {}
+        thr = TOL_DIRECTIONAL * self.tol[0]
+        lin, unc = t["linear_term"], t["uncertainty"]
+        passed = bool(np.all(lin <= thr + unc))
+        return {"slopes": t["slopes"], "hs": t["hs"].tolist(),
+                "remainders": t["remainders"].tolist(), "linear_term": lin.tolist(),
+                "uncertainty": unc.tolist(), "threshold": float(thr), "passed": passed}
+
+
+def _singular(ev: Evaluation, label: str) -> bool:
+    fam, _, leaf = label.partition(":")
+    S = ev.spec
+    if leaf not in S.leaf_names:
+        return False
+    i = S.leaf_names.index(leaf)
+    sel = (ev.points.labels == label) & (ev.status == "nonfinite")
+    if i not in ev.points.stacked or not sel.any():
+        return False
+    x = checks.up(ev.points.stacked[i][sel])
+    try:
+        return bool(np.all(np.linalg.cond(x) > 1 / np.finfo(ev.work).eps))
+    except np.linalg.LinAlgError:
+        return True
+
+
+def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientReport:
+    S, P = ev.spec, ev.points
+    status, labels, generic = ev.status, P.labels, P.generic
+    tested = ev.tested
+    counted_bad = (status == "fail") | (generic & (status == "nonfinite"))
+    report = GradientReport(True, "pass", float("nan"), None, float(ev.tol[0]),
+                            dtype=str(ev.work), points=int(tested.sum()),
+                            skipped=int((status == "skipped").sum()),
+                            forward=forward, taylor=taylor_info, kink=kink_info,
+                            reference="jax.grad" if ev.use_jax else "taylor-only",
+                            **base)
+    report.reference_dtype = ev.ref_dtype
+    report.statuses = {s: int((status == s).sum()) for s in
+                       ("ok", "fail", "nonfinite", "skipped", "kink") if (status == s).any()}
+    if tested.any():
+        judged = np.where(np.isfinite(ev.err), ev.err, np.inf)
+        ratio = np.where(tested, np.max(judged, axis=1) / ev.tol, -np.inf)
+        worst = int(np.argmax(ratio))
+        report.max_rel_error = float(np.max(judged[worst]))
+        report.tolerance = float(ev.tol[worst])
+        if ev.status[worst] == "nonfinite":
+            report.max_rel_error = float("inf")
+        report.families = {str(lab): float(np.max(judged[(labels == lab) & tested]))
+                           for lab in np.unique(labels) if ((labels == lab) & tested).any()}
+        if counted_bad.any():
+            report.failing_family, report.failing_point = str(labels[worst]), worst
+    if ev.low and ev.ref is not None:
+        report.precision = {
+            "dtype": str(ev.work), "reference_dtype": ev.ref_dtype,
+            "formula_in_float64": ev.hand64 is not None,
+            "hand_rel_error": float(np.nanmax(np.where(tested[:, None], ev.err_work, 0))),
+            "reference_rel_error": float(np.max(getattr(ev, "reference_error", [0.0]))),
+        }
+    singular = {lab: _singular(ev, lab) for lab in np.unique(labels)
+                if ((labels == lab) & (status == "nonfinite")).any()}
+    skip_reason = "fun not finite" if ev.ref is None else "fun or jax.grad not finite"
+    report.where_it_holds = diagnosis.where_it_holds(status, labels, generic, P.family_keys,
+                                                     skip_reason, singular)
+
+    # per block
+    for b, (leaf, bname) in enumerate(zip(S.diff, S.block_names)):
+        hand_b = checks.up(ev.hand[b])
+        nonfin_b = ~np.all(np.isfinite(hand_b).reshape(P.count, -1), axis=1)
+        bad = counted_bad & ((ev.err[:, b] > ev.tol) | nonfin_b | ~np.isfinite(ev.err[:, b]))
+        errs_b = ev.err[:, b][tested & ~nonfin_b]
+        entry = {"max_rel_error": float(np.max(errs_b)) if errs_b.size else float("nan"),
+                 "diagnosis": None}
+        if nonfin_b[bad].any():
+            k = int((bad & nonfin_b).sum())
+            entry["diagnosis"] = "nonfinite"
+            entry["max_rel_error"] = float("inf")
+            entry["location"] = (f"not finite at {k} of {int(tested.sum())} tested points "
+                                 f"where fun and jax.grad are finite (e.g. #"
+                                 f"{int(np.flatnonzero(bad & nonfin_b)[0])}, "
+                                 f"{labels[np.flatnonzero(bad & nonfin_b)[0]]})")
+        elif bad.any() and ev.ref is not None:
+            sel = bad & generic if (bad & generic).any() else bad
+            h, r = ev.proj_hand[b][sel], ev.proj_ref[b][sel]
+            tol = float(np.max(ev.tol[sel]))
+            entry["diagnosis"] = diagnosis.classify(h, r, tol, S.domains[leaf])
+            where, entries, emap = diagnosis.locate(h, r, tol)
+            entry.update(location=where, entries=entries)
+            if emap.size <= 400:
+                entry["error_map"] = emap
+        elif bad.any():
+            dd, fd = np.concatenate(ev.fd["hand"]), np.concatenate(ev.fd["fd"])
+            entry["diagnosis"] = diagnosis.classify(dd[None], fd[None], float(ev.tol[0]))
+        report.blocks[bname] = entry
+    report.failing_arguments = tuple(n for n, e in report.blocks.items() if e["diagnosis"])
+
+    # verdict
+    failed = []
+    if counted_bad.any():
+        failed.append("autodiff comparison" if ev.ref is not None else "finite differences")
+    if forward and not forward["passed"]:
+        failed.append("forward mode")
+    if taylor_info and not taylor_info["passed"]:
+        failed.append("Taylor remainder")
+    if not tested.any() and not kink_info.get("kink"):
+        report.passed, report.verdict, report.diagnosis = False, "untested", "untested"
+    elif kink_info.get("kink"):
+        report.passed, report.verdict = False, "nondifferentiable"
+        report.diagnosis = "nondifferentiable"
+    elif failed:
+        report.passed, report.verdict = False, "fail"
+        found = {e["diagnosis"] for e in report.blocks.values() if e["diagnosis"]}
+        report.diagnosis = found.pop() if len(found) == 1 else "mismatch"
+        if not counted_bad.any():  # every point agreed with jax.grad; the reference did not
+            report.where_it_holds = (
+                "agrees with jax.grad at every tested input, but jax.grad disagrees with "
+                + ("fun's own values (Taylor remainder)" if "Taylor remainder" in failed else
+                   "forward mode (jax.jvp)") + ": check fun's custom derivative rules")
+    report.failed_checks = tuple(failed)
+    report.message = _message(report, ev)
+    return report
+
+
+def _message(r: GradientReport, ev: Evaluation) -> str:
+    prec = ""
+    if r.precision:
+        p = r.precision
+        prec = (f" In {p['dtype']} the hand gradient's own error is {p['hand_rel_error']:.1e} "
+                f"(jax.grad's {p['reference_rel_error']:.1e}); "
+                + ("its formula was also evaluated in float64." if p["formula_in_float64"]
+                   else "it does not run in float64, so it is judged as given."))
+    if r.verdict == "untested":
+        return (f"UNTESTED: no point where fun and its reference gradient are finite "
+                f"({ev.points.count} points, all skipped); nothing was compared, so nothing "
+                "passed.")
+    if r.verdict == "nondifferentiable":
+        return (f"NONDIFFERENTIABLE at the example point: one-sided directional derivatives "
+                f"differ (relative gap {r.kink['max_relative_gap']:.2g}); no gradient exists "
+                f"there, so the hand gradient is not judged at it. Elsewhere: max relative error "
+                f"{r.max_rel_error:.2e} ({r.where_it_holds}).")
+    if r.passed:
+        slopes = [round(s, 2) for s in r.taylor.get("slopes", []) if np.isfinite(s)]
+        return (f"pass: max relative error {r.max_rel_error:.2e} <= {r.tolerance:.1e} over "
+                f"{r.points} points ({r.reference}, in {r.reference_dtype})"
+                + (f", Taylor slopes {slopes}" if slopes else "")
+                + (f"; {r.where_it_holds}" if r.where_it_holds != "all tested inputs" else "")
+                + "." + prec)
+    parts = [f"FAIL ({', '.join(r.failed_checks)}): diagnosis {r.diagnosis}"]
+    for name in r.failing_arguments:
+        b = r.blocks[name]
+        text = (diagnosis.SYMMETRIC_CONVENTION if b["diagnosis"] == "symmetric-convention"
+                else b["diagnosis"])
+        parts.append(f"{name}: {text} (max rel. error {b['max_rel_error']:.2e}"
+                     + (f", {b['location']}" if b.get("location") else "") + ")")
+    ok = [n for n in r.arguments if n not in r.failing_arguments]
+    if ok and r.failing_arguments:
+        parts.append("correct: " + ", ".join(ok))
+    parts.append(f"where it holds: {r.where_it_holds}")
+    if r.failing_family:
+        parts.append(f"worst point: #{r.failing_point} ({r.failing_family})")
+    return "; ".join(parts) + "." + prec
+
+
+STRICT = False
+"""Raise on an inconsistent report (the test suite sets it); otherwise warn."""
+
+
+def finish(report: GradientReport) -> GradientReport:
+    """The last step of every audit: the report checked for self-consistency."""
+    problems = report.consistency_problems()
+    if problems:  # a bug of ours, never the user's: say so rather than hide a contradiction
+        text = (f"matgrad_jax: inconsistent audit report ({'; '.join(problems)}): "
+                f"{report.message}")
+        if STRICT:
+            raise AssertionError(text)
+        import warnings
+
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+    return report
