@@ -2,7 +2,7 @@
 
 from . import identities, problems
 from ._checks import InputError
-from .audit import GradientReport, check_gradient
+from .audit import GradientReport, check_gradient, check_hessian
 from .fit import fit
 from .registry import Derivation, derivations
 from .scale import solve_batch, solve_rows
@@ -17,6 +17,7 @@ __all__ = [
     "SolveResult",
     "alternating_minimize",
     "check_gradient",
+    "check_hessian",
     "derivations",
     "fit",
     "identities",

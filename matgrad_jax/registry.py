@@ -25,6 +25,9 @@ class Derivation:
       published: True for a transcription of a published formula (mistakes included).
       example_args: ``example_args(seed=0) -> args`` at rectangular shapes.
       notes: what is known about the variant.
+      domains: the arguments' domains for the audit (see :func:`~matgrad_jax.check_gradient`).
+      hvp: ``hvp(*args, v)``, a hand Hessian-vector product, audited by
+        :func:`~matgrad_jax.check_hessian` (None: none given).
     """
 
     name: str
@@ -38,6 +41,7 @@ class Derivation:
     notes: str = ""
     formula: str = field(default="", compare=False)
     domains: dict | None = field(default=None, compare=False)
+    hvp: Callable | None = field(default=None, compare=False)
 
 
 _CH = f"seeds/{channel.SEED_FILE}"
@@ -83,6 +87,11 @@ _GRAM = [
 ]
 
 
+def _channel_hvp(R, Q, A, B, Z, P, S, W, v):
+    """``Problem.hvp``, the closed-form Hessian product of seed 1 (a quadratic in (R, Q))."""
+    return channel.Problem.from_stats(channel.channel_statistics(A, B, Z, P, S, W)).hvp(*v)
+
+
 def _build() -> tuple[Derivation, ...]:
     out = []
     for variant, fn, published, source, formula, notes in _CHANNEL:
@@ -90,7 +99,8 @@ def _build() -> tuple[Derivation, ...]:
             name=f"channel/phi/{variant}", objective=channel.objective, gradient=fn,
             argnums=(0, 1), arg_names=channel.ARG_NAMES, source=source, published=published,
             example_args=channel.example_args, notes=notes, formula=formula,
-            domains=dict.fromkeys(channel.DATA_NAMES, "general")))
+            domains=dict.fromkeys(channel.DATA_NAMES, "general"),
+            hvp=_channel_hvp if variant == "structured" else None))
     for obj_name, obj, grads, meta in _GRAM:
         for variant, (published, source, formula, notes) in meta.items():
             out.append(Derivation(

@@ -1,9 +1,10 @@
-"""Audit every registered derivation."""
+"""Audit every registered derivation (and its Hessian product, where it has one)."""
 
 from __future__ import annotations
 
 from ..registry import Derivation, derivations
 from .check import check_gradient
+from .hessian import check_hessian
 from .report import GradientReport
 
 
@@ -14,5 +15,19 @@ def audit_derivation(d: Derivation, *, seed: int = 0, **options) -> GradientRepo
                           **{"domains": d.domains, **options})
 
 
+def audit_hessian(d: Derivation, *, seed: int = 0, **options) -> GradientReport:
+    """:func:`check_hessian` on a derivation's Hessian product (``d.hvp``)."""
+    return check_hessian(d.objective, d.hvp, d.example_args(seed), argnums=d.argnums,
+                         arg_names=d.arg_names, seed=seed, name=f"{d.name}/hvp",
+                         source=d.source + " (Hessian product)",
+                         **{"domains": d.domains, **options})
+
+
 def audit_all(pattern: str | None = None, **options) -> list[GradientReport]:
-    return [audit_derivation(d, **options) for d in derivations(pattern)]
+    """Every derivation whose name contains ``pattern``, and the Hessian products they carry."""
+    out = []
+    for d in derivations(pattern):
+        out.append(audit_derivation(d, **options))
+        if d.hvp is not None:
+            out.append(audit_hessian(d, **options))
+    return out

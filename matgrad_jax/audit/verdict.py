@@ -76,6 +76,8 @@ class Evaluation:
             return
         for g in self.ref:
             finite &= np.all(np.isfinite(checks.up(g)).reshape(n, -1), axis=1)
+        for g in self.hand64 or ():  # the formula's float64 values count too
+            hand_ok &= np.all(np.isfinite(g).reshape(n, -1), axis=1)
         R = self._proj(self.ref)
         Hw = self._proj(self.hand)
         total = _norms(R, n)
@@ -264,8 +266,9 @@ def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientR
 
     # per block
     for b, (leaf, bname) in enumerate(zip(S.diff, S.block_names)):
-        hand_b = checks.up(ev.hand[b])
-        nonfin_b = ~np.all(np.isfinite(hand_b).reshape(P.count, -1), axis=1)
+        nonfin_b = ~np.all(np.isfinite(checks.up(ev.hand[b])).reshape(P.count, -1), axis=1)
+        if ev.hand64 is not None:
+            nonfin_b |= ~np.all(np.isfinite(ev.hand64[b]).reshape(P.count, -1), axis=1)
         bad = counted_bad & ((ev.err[:, b] > ev.tol) | nonfin_b | ~np.isfinite(ev.err[:, b]))
         errs_b = ev.err[:, b][tested & ~nonfin_b]
         entry = {"max_rel_error": float(np.max(errs_b)) if errs_b.size else float("nan"),
@@ -339,9 +342,11 @@ def _message(r: GradientReport, ev: Evaluation) -> str:
                 f"{r.max_rel_error:.2e} ({r.where_it_holds}).")
     if r.passed:
         slopes = [round(s, 2) for s in r.taylor.get("slopes", []) if np.isfinite(s)]
+        taylor = (f", Taylor slopes {slopes}" if slopes and min(slopes) >= 1.7 else
+                  f", Taylor linear term {max(r.taylor['linear_term']):.1e} within the "
+                  "gradient's rounding" if r.taylor.get("linear_term") else "")
         return (f"pass: max relative error {r.max_rel_error:.2e} <= {r.tolerance:.1e} over "
-                f"{r.points} points ({r.reference}, in {r.reference_dtype})"
-                + (f", Taylor slopes {slopes}" if slopes else "")
+                f"{r.points} points ({r.reference}, in {r.reference_dtype})" + taylor
                 + (f"; {r.where_it_holds}" if r.where_it_holds != "all tested inputs" else "")
                 + "." + prec)
     parts = [f"FAIL ({', '.join(r.failed_checks)}): diagnosis {r.diagnosis}"]

@@ -1,11 +1,19 @@
 """What one full audit costs: ``check_gradient`` of the 512×512 case (‖BBᵀ − Q‖_F², general
-gradient), cold (first call: tracing and compilation) and warm, float32 and float64. Usage:
-    matgrad bench audit [--n 512] [--quick]
+gradient), cold (first call: tracing and compilation) and warm, float32 and float64; and the cold
+time to a verdict in a fresh process (import included) beside ``jax.test_util.check_grads`` on
+the same hand gradient of ``‖AX − M‖²`` (wrapped as a ``custom_vjp``, which ``check_grads``
+compares with finite differences), with each process's peak memory. Usage:
+    matgrad bench audit [--n 512] [--versus 64,512] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -21,8 +29,16 @@ def main(argv=None):
     p.add_argument("--n", type=positive_int, default=512)
     p.add_argument("--matmul-precision", default="highest", choices=["highest", "none"],
                    help="check_gradient's matmul_precision (none: the caller's, TF32 on GPUs)")
+    p.add_argument("--versus", default="64,512",
+                   help="sizes n of the fresh-process comparison with check_grads ('' for none)")
     add_run_options(p, repeats=3)
     a = p.parse_args(argv)
+    try:
+        versus = [int(v) for v in a.versus.split(",") if v.strip()]
+        if any(v < 1 for v in versus):
+            raise ValueError
+    except ValueError:
+        p.error(f"--versus: expected comma-separated positive integers, got {a.versus!r}")
     jax.config.update("jax_enable_x64", True)
     n = 24 if a.quick else a.n
     precision = None if a.matmul_precision == "none" else a.matmul_precision
@@ -50,10 +66,86 @@ def main(argv=None):
                 ["dtype", "cold s", "warm s", "passed", "max rel. error"],
                 [[r["dtype"], f"{r['cold_s']:.2f}", f"{r['warm_s']:.2f}", r["passed"],
                   f"{r['max_rel_error']:.1e}"] for r in results])
-    doc = {"benchmark": "audit", "machine": machine(), "results": results}
+    cold = []
+    for n_v in ([16] if a.quick else versus):
+        for dtype in ("float64", "float32"):
+            row = {"n": n_v, "dtype": dtype}
+            for tool in ("check_gradient", "check_grads"):
+                runs = [_fresh_process(tool, n_v, dtype) for _ in range(1 if a.quick else 3)]
+                row[tool] = {"cold_s": sorted(r["cold_s"] for r in runs)[len(runs) // 2],
+                             "peak_mib": max(r["peak_mib"] for r in runs),
+                             "passed": runs[0]["passed"]}
+            row["ratio"] = row["check_gradient"]["cold_s"] / row["check_grads"]["cold_s"]
+            cold.append(row)
+    if cold:
+        print_table("cold time to a verdict, fresh process (import included), ‖AX − M‖² with "
+                    "its hand gradient; median of 3 processes",
+                    ["n", "dtype", "check_gradient s", "check_grads s", "ratio",
+                     "check_gradient MiB", "check_grads MiB", "verdicts"],
+                    [[r["n"], r["dtype"], f"{r['check_gradient']['cold_s']:.2f}",
+                      f"{r['check_grads']['cold_s']:.2f}", f"{r['ratio']:.2f}x",
+                      f"{r['check_gradient']['peak_mib']:.0f}",
+                      f"{r['check_grads']['peak_mib']:.0f}",
+                      f"{_verdict(r['check_gradient'])} / {_verdict(r['check_grads'])}"]
+                     for r in cold])
+    doc = {"benchmark": "audit", "machine": machine(), "results": results, "cold": cold}
     if not a.quick or a.out:
         write_result(doc, "audit", a.out)
     return doc
+
+
+def _verdict(r) -> str:
+    return "pass" if r["passed"] else "FAIL"
+
+
+_WORKER = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import jax
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+tool, n, dtype, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rng = np.random.default_rng(0)
+A, M, X = (jnp.asarray(rng.standard_normal((n, n)), dtype) for _ in range(3))
+f = lambda X: jnp.sum((A @ X - M) ** 2)
+grad = lambda X: 2 * A.T @ (A @ X - M)
+if tool == "check_gradient":
+    from matgrad_jax import check_gradient
+    passed = bool(check_gradient(f, grad, (X,)).passed)
+else:
+    from jax.test_util import check_grads
+    @jax.custom_vjp
+    def fh(X):
+        return f(X)
+    fh.defvjp(lambda X: (f(X), X), lambda X, ct: (ct * grad(X),))
+    try:
+        check_grads(fh, (X,), order=1, modes=("rev",))
+        passed = True
+    except AssertionError:
+        passed = False
+cold = time.perf_counter() - t0
+try:  # this process's own high-water mark (ru_maxrss keeps the parent's across exec)
+    with open("/proc/self/status") as st:
+        peak = next(int(ln.split()[1]) for ln in st if ln.startswith("VmHWM")) / 1024
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+with open(out, "w") as fh_:
+    json.dump({"cold_s": cold, "peak_mib": peak, "passed": passed}, fh_)
+"""
+
+
+def _fresh_process(tool: str, n: int, dtype: str) -> dict:
+    """Import, build and audit in a new Python process; its result comes back in a file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        proc = subprocess.run([sys.executable, "-c", _WORKER, tool, str(n), dtype, out],
+                              env=env, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{tool} at n={n} failed: {proc.stderr[-2000:]}")
+        with open(out) as fh:
+            return json.load(fh)
 
 
 if __name__ == "__main__":

@@ -230,6 +230,19 @@ def audit_section(docs) -> str:
                      f"({_machine(doc)}):\n")
         parts.append(_table(["dtype", "n", "points", "matmul precision", "cold s", "warm s",
                              "max rel. error", "verdict"], rows) + "\n")
+        if doc.get("cold"):
+            parts.append("Cold time to a verdict in a fresh process (import included) beside "
+                         "`jax.test_util.check_grads` on the same hand gradient of ‖AX − M‖² "
+                         "(median of 3 processes; peak memory of the process):\n")
+            parts.append(_table(
+                ["n", "dtype", "check_gradient s", "check_grads s", "ratio",
+                 "check_gradient MiB", "check_grads MiB", "verdicts"],
+                [[r["n"], r["dtype"], f"{r['check_gradient']['cold_s']:.2f}",
+                  f"{r['check_grads']['cold_s']:.2f}", f"{r['ratio']:.2f}×",
+                  f"{r['check_gradient']['peak_mib']:.0f}", f"{r['check_grads']['peak_mib']:.0f}",
+                  ("pass" if r["check_gradient"]["passed"] else "FAIL") + " / "
+                  + ("pass" if r["check_grads"]["passed"] else "FAIL")] for r in doc["cold"]])
+                + "\n")
     return "\n".join(parts)
 
 
