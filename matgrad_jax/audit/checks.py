@@ -74,14 +74,19 @@ def reference(spec: Spec, fun: Callable) -> Callable:
     return value_and_grad
 
 
-def batched(fn: Callable, spec: Spec, points, *, hi: bool):
-    """``fn(*leaves)`` at every point: one fresh ``jit(vmap)`` (varied leaves batched, fixed
-    ones not), a Python loop for code JAX cannot trace. ``hi``: in float64. Returns numpy."""
+def batched(fn: Callable, spec: Spec, points, *, hi: bool, extra: tuple = ()):
+    """``fn(*leaves, *extra)`` at every point: one fresh ``jit(vmap)`` (varied leaves batched,
+    fixed ones and ``extra`` not; all passed as arguments, never baked in as constants, which XLA
+    would fold at compile time), a Python loop for code JAX cannot trace. ``hi``: in float64
+    (``extra`` cast too). Returns numpy."""
     n = points.count
     leaves = [points.stacked.get(i, np.asarray(x)) for i, x in enumerate(spec.leaves)]
+    extra = [np.asarray(e) for e in extra]
     if hi:
-        leaves = [up(x) for x in leaves]
+        leaves, extra = [up(x) for x in leaves], [up(e) for e in extra]
     axes = tuple(0 if i in points.stacked else None for i in range(len(leaves)))
+    axes += (None,) * len(extra)
+    leaves = leaves + extra
     ctx = float64() if hi else contextlib.nullcontext()
     with ctx:
         try:
@@ -120,11 +125,11 @@ def forward(spec: Spec, fun: Callable, at: tuple, dirs: tuple) -> np.ndarray:
         at64 = tuple(up(x) for x in at)
         d64 = tuple(up(d) for d in dirs)
 
-        def one(*vs):
-            g = lambda *d: jnp.real(f(*_insert(at64, spec.diff, d)))
-            return jax.jvp(g, tuple(at64[i] for i in spec.diff), vs)[1]
+        def one(point, vs):
+            g = lambda *d: jnp.real(f(*_insert(point, spec.diff, d)))
+            return jax.jvp(g, tuple(point[i] for i in spec.diff), vs)[1]
 
-        return np.asarray(jax.jit(jax.vmap(one))(*d64))
+        return np.asarray(jax.jit(jax.vmap(one, in_axes=(None, 0)))(at64, d64))
 
 
 def along(spec: Spec, fun: Callable, at: tuple, dirs: tuple, hs: np.ndarray) -> tuple:
@@ -136,13 +141,16 @@ def along(spec: Spec, fun: Callable, at: tuple, dirs: tuple, hs: np.ndarray) -> 
         at_c = tuple(cast(x) for x in at)
         d_c = tuple(cast(d) for d in dirs)
 
-        def point(vs, h):
-            moved = [at_c[i] + (v * h.astype(jnp.real(v).dtype)).astype(at_c[i].dtype)
+        def point(base, vs, h):
+            moved = [base[i] + (v * h.astype(jnp.real(v).dtype)).astype(base[i].dtype)
                      for i, v in zip(spec.diff, vs)]
-            return jnp.real(f(*_insert(at_c, spec.diff, moved)))
+            return jnp.real(f(*_insert(base, spec.diff, moved)))
+
+        def line(base, vs, hs_):
+            return jax.vmap(lambda h: point(base, vs, h))(hs_)
 
         try:
-            fh = jax.jit(jax.vmap(lambda *vs: jax.vmap(lambda h: point(vs, h))(hs)))(*d_c)
+            fh = jax.jit(jax.vmap(line, in_axes=(None, 0, None)))(at_c, d_c, hs)
             f0 = jax.jit(lambda *a: jnp.real(f(*a)))(*at_c)
         except Exception:  # noqa: BLE001 - untraceable user code: evaluate on concrete arrays
             fh = [[float(np.real(f(*_insert(at_c, spec.diff,

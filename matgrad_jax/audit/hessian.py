@@ -97,10 +97,12 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
 
     grad_fn = checks.reference(S, fun)
 
-    def ref_product(cast):
-        dv = tuple(cast(d) for d in dirs)
+    nl = len(S.leaves)
 
-        def fn(*leaves):
+    def ref_product():
+        def fn(*all_args):
+            leaves, dv = all_args[:nl], all_args[nl:]
+
             def g(*d):
                 return grad_fn(*checks._insert(leaves, S.diff, d))[1]
             prim = tuple(leaves[i] for i in S.diff)
@@ -110,10 +112,9 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
             return val, hv
         return fn
 
-    def hand_product(cast):
-        dv = tuple(cast(d) for d in dirs)
-
-        def fn(*leaves):
+    def hand_product():
+        def fn(*all_args):
+            leaves, dv = all_args[:nl], all_args[nl:]
             a = S.unflatten(leaves)
 
             def one(*vs):
@@ -127,7 +128,7 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
 
     # the hand product's structure at the example
     try:
-        probe = jax.eval_shape(hand_product(np.asarray), *S.leaves)
+        probe = jax.eval_shape(hand_product(), *S.leaves, *dirs)
     except Exception as exc:  # noqa: BLE001 - the user's product raised: the finding
         return verdict.finish(GradientReport(
             False, "error", float("inf"), "error", 0.0, dtype=str(S.leaves[S.diff[0]].dtype),
@@ -145,18 +146,18 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
     work = np.finfo(work).dtype
     low = np.finfo(work).eps > np.finfo(np.float64).eps
 
-    vals, ref = checks.batched(ref_product(checks.up), S, P, hi=True)
-    h_work = checks.batched(hand_product(np.asarray), S, P, hi=False)
+    vals, ref = checks.batched(ref_product(), S, P, hi=True, extra=dirs)
+    h_work = checks.batched(hand_product(), S, P, hi=False, extra=dirs)
     h64 = ref_work = None
     if low:
         try:
-            h64 = checks.batched(hand_product(checks.up), S, P, hi=True)
+            h64 = checks.batched(hand_product(), S, P, hi=True, extra=dirs)
             if any(np.asarray(g).dtype not in (np.float64, np.complex128) for g in h64):
                 h64 = None
         except Exception:  # noqa: BLE001
             h64 = None
         try:
-            ref_work = checks.batched(ref_product(np.asarray), S, P, hi=False)[1]
+            ref_work = checks.batched(ref_product(), S, P, hi=False, extra=dirs)[1]
         except Exception:  # noqa: BLE001
             ref_work = None
 
