@@ -65,8 +65,11 @@ def _check_real(name, arr, ndim, dtype):
     kind = np.dtype(arr.dtype).kind
     if kind == "c":
         raise InputError(f"{name}: expected real data, got complex dtype {arr.dtype}")
+    if arr.dtype.name == "bfloat16" or (kind == "f" and arr.dtype.itemsize < 4):
+        return np.dtype(np.float32) if dtype is None else dtype  # widened: float16, bfloat16
     if kind not in "fiub":
-        raise InputError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+        raise InputError(f"{name}: expected a real numeric array (float32/float64, or "
+                         f"integers), got dtype {arr.dtype}")
     if dtype is None:
         dtype = arr.dtype if kind == "f" else jnp.result_type(float)
     return dtype
@@ -146,15 +149,50 @@ def start_pair(init, shape: tuple, dtype, *, dims: str | None = None, host: bool
 
 
 def float_dtype(name: str, dtype) -> np.dtype:
-    """``dtype`` as a real floating NumPy dtype, or :class:`InputError` naming ``name``."""
+    """``dtype`` as float32 or float64 (the dtypes the solvers compute in), or
+    :class:`InputError` naming ``name``, what it expects and what it got."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
         raise InputError(f"{name}: expected a real floating dtype (float32, float64), "
                          f"got {dtype!r}") from None
-    if dt.kind != "f":
-        raise InputError(f"{name}: expected a real floating dtype (float32, float64), got {dt}")
+    if dt not in (np.float32, np.float64):
+        raise InputError(f"{name}: expected a real floating dtype (float32, float64), got {dt}"
+                         + (" (the solvers compute in float32 or float64; cast the data)"
+                            if dt.kind == "f" or dt.name == "bfloat16" else ""))
     return dt
+
+
+def real_scalar(name: str, value, *, minimum: float = 0.0) -> float:
+    """A finite real scalar >= ``minimum`` (concrete), or :class:`InputError` naming it."""
+    if isinstance(value, bool):
+        raise InputError(f"{name}: expected a finite number >= {minimum:g}, got {value!r}")
+    if np.ndim(value) != 0:
+        raise InputError(f"{name}: expected a scalar, got an array of shape "
+                         f"{tuple(np.shape(value))}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: expected a finite number >= {minimum:g}, got "
+                         f"{value!r}") from None
+    if not (np.isfinite(v) and v >= minimum):
+        raise InputError(f"{name}: expected a finite number >= {minimum:g}, got {v}")
+    return v
+
+
+def unknown_options(where: str, options, known) -> None:
+    """:class:`InputError` for an option ``where`` does not take, with the nearest known name
+    (a typo such as ``max_iter`` reads as one line, not a TypeError from inside)."""
+    import difflib
+
+    bad = sorted(set(options) - set(known))
+    if bad:
+        hints = []
+        for b in bad:
+            close = difflib.get_close_matches(b, list(known), n=1)
+            hints.append(f"{b!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InputError(f"{where}: unknown option(s) {', '.join(hints)}; it takes "
+                         f"{', '.join(sorted(known))}")
 
 
 def check_sizes(**sizes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import subprocess
 import sys
@@ -78,23 +79,32 @@ def _load_problem(args):
 
     from ._checks import InputError, start_pair
     from .fit import WITHOUT_REFERENCE
-    from .io import fingerprint, load_arrays
+    from .io import array_names, fingerprint, load_arrays
     from .problems import channel
 
-    data = load_arrays(args.data)
+    renames = {}
     for pair in args.names or []:
         ours, _, theirs = pair.partition("=")
         if ours not in channel.DATA_NAMES + ("R0", "Q0") or not theirs:
             raise InputError(f"--names: expected NAME=FILE_NAME with NAME in "
                              f"{', '.join(channel.DATA_NAMES)}, R0, Q0; got {pair!r}")
-        if theirs in data:
-            data[ours] = data.pop(theirs)
+        renames[ours] = theirs
+    wanted = [renames.get(k, k) for k in channel.DATA_NAMES + ("R0", "Q0")]
+    data = load_arrays(args.data, wanted, max_bytes=int(args.max_array_mib * 2**20))
+    for ours, theirs in renames.items():
+        if theirs not in data:
+            raise InputError(f"--names {ours}={theirs}: DATA has no array named {theirs!r} "
+                             f"(it holds: {', '.join(array_names(args.data)) or 'none'})")
+        data[ours] = data.pop(theirs)
     missing = [k for k in channel.DATA_NAMES if k not in data]
     if missing:
         raise InputError(f"DATA: missing array(s) {', '.join(missing)} "
-                         f"(found: {', '.join(sorted(data)) or 'none'})")
+                         f"(found: {', '.join(array_names(args.data)) or 'none'}; rename with "
+                         "--names NAME=FILE_NAME)")
     problem = channel.Problem(*(data[k] for k in channel.DATA_NAMES), dtype=args.dtype,
-                              reference=args.method not in WITHOUT_REFERENCE)
+                              ridge=args.ridge, reference=args.method not in WITHOUT_REFERENCE)
+    if problem.singular:
+        raise InputError(problem.singular)
     init = None
     if "R0" in data or "Q0" in data:
         zeros = np.zeros(problem.shape)  # a missing one of the two starts at zero
@@ -123,17 +133,13 @@ def cmd_fit(args) -> int:
                     if args.device in ("gpu", "cuda") else "")
             return _fail(f"--device {args.device}: no such backend in this JAX installation "
                          f"(jax {jax.__version__}; it has: {have}){hint}")
-    import numpy as np
 
     from ._checks import InputError
-    from .fit import METHODS, fit_chunked, fit_start
-    from .io import atomic_write_json, atomic_write_npz, load_tree, save_tree
-    from .progress import FitProgress
+    from .fit import METHODS
+    from .io import OutputLock, check_out_dir
 
     out = Path(args.out)
     ckpt = out / "checkpoint.npz"
-    if (out / "solution.npz").exists() and not args.force:
-        return _fail(f"{out}/solution.npz exists; pass --force to overwrite")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         return _fail(f"--checkpoint-every: expected a positive integer, got "
                      f"{args.checkpoint_every}")
@@ -141,11 +147,14 @@ def cmd_fit(args) -> int:
         return _fail(f"--max-iters: expected a positive integer, got {args.max_iters}")
     if args.tol is not None and not (math.isfinite(args.tol) and args.tol >= 0):
         return _fail(f"--tol: expected a finite number >= 0, got {args.tol}")
-    if args.resume and not ckpt.is_file():
-        return _fail(f"--resume: no checkpoint in {out} (expected {ckpt})")
-    if ckpt.exists() and not (args.resume or args.force):
-        return _fail(f"{ckpt} holds an unfinished run; pass --resume to continue it or "
-                     "--force to start over")
+    if not (math.isfinite(args.ridge) and args.ridge >= 0):
+        return _fail(f"--ridge: expected a finite number >= 0, got {args.ridge}")
+    if not (math.isfinite(args.max_array_mib) and args.max_array_mib > 0):
+        return _fail(f"--max-array-mib: expected a positive number, got {args.max_array_mib}")
+    try:
+        check_out_dir(out)  # before any work: a result that cannot be written is not computed
+    except InputError as exc:
+        return _fail(str(exc))
     assert args.method in METHODS
     options = dict(method=args.method, max_iters=args.max_iters, tol=args.tol)
     meta = dict(format="matgrad-checkpoint/1", method=args.method, dtype=args.dtype,
@@ -156,44 +165,74 @@ def cmd_fit(args) -> int:
         options["matmul_precision"] = (None if args.matmul_precision == "default"
                                        else args.matmul_precision)
         meta["matmul_precision"] = args.matmul_precision
+    if args.ridge:
+        meta["ridge"] = args.ridge
     try:
         problem, init, digest = _load_problem(args)
-        meta["data_sha256"] = digest
-        state, elapsed, times = None, 0.0, []
-        if args.resume:
-            z = np.zeros(problem.shape, problem.dtype)
-            template = fit_start(problem, init or (z, z), **options)
-            state, saved = load_tree(ckpt, template, expect=meta)
-            elapsed, times = float(saved["seconds"]), list(saved["times"])
+    except InputError as exc:
+        return _fail(str(exc))
+    try:
+        with OutputLock(out):
+            return _fit_locked(args, out, ckpt, problem, init, digest, options, meta)
     except InputError as exc:
         return _fail(str(exc))
 
+
+def _fit_locked(args, out, ckpt, problem, init, digest, options, meta) -> int:
+    """The part of ``matgrad fit`` that runs while it holds the lock on ``--out``."""
+    import numpy as np
+
+    from .fit import fit_chunked, fit_start
+    from .io import load_tree, npz_bytes, save_tree, write_result_set
+    from .progress import FitProgress
+
+    if (out / "solution.npz").exists() and not args.force:
+        return _fail(f"{out}/solution.npz exists; pass --force to overwrite")
+    if args.resume and not ckpt.is_file():
+        return _fail(f"--resume: no checkpoint in {out} (expected {ckpt})")
+    if ckpt.exists() and not (args.resume or args.force):
+        return _fail(f"{ckpt} holds an unfinished run; pass --resume to continue it or "
+                     "--force to start over")
+    meta["data_sha256"] = digest
+    state, elapsed, times = None, 0.0, []
+    if args.resume:
+        z = np.zeros(problem.shape, problem.dtype)
+        template = fit_start(problem, init or (z, z), **options)
+        state, saved = load_tree(ckpt, template, expect=meta)
+        elapsed, times = float(saved["seconds"]), list(saved["times"])
+
     t0 = time.perf_counter()
     every = args.checkpoint_every
-    try:
-        with FitProgress(args.max_iters, f"matgrad fit ({args.method})") as bar:
-            def on_chunk(s, final):
-                k = int(s["k"])
-                seconds = elapsed + time.perf_counter() - t0
-                times.append([k, seconds])
-                bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
-                if every and not final:
-                    save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds,
-                                        "times": times})
+    with FitProgress(args.max_iters, f"matgrad fit ({args.method})") as bar:
+        def on_chunk(s, final):
+            k = int(s["k"])
+            seconds = elapsed + time.perf_counter() - t0
+            times.append([k, seconds])
+            bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
+            if every and not final:
+                save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds,
+                                    "times": times})
 
-            res = fit_chunked(problem, init, state=state, checkpoint_every=every,
-                              on_chunk=on_chunk, **options)
-            R, Q = (np.asarray(x) for x in res.params)
-    except InputError as exc:  # the solver's own checks (the CLI's come first, above)
-        return _fail(str(exc))
+        res = fit_chunked(problem, init, state=state, checkpoint_every=every,
+                          on_chunk=on_chunk, **options)
+        R, Q = (np.asarray(x) for x in res.params)
     seconds = elapsed + time.perf_counter() - t0
-    atomic_write_npz(out / "solution.npz", R=R, Q=Q, H=R + 1j * Q)
+    if not (np.isfinite(float(res.value)) and np.all(np.isfinite(R)) and np.all(np.isfinite(Q))):
+        print(f"error: the fit ended non-finite after {int(res.iterations)} iteration(s) "
+              f"({res.reason}); nothing was written. G = K_c K_cᴴ may be numerically singular "
+              "or the method diverged: try --method exact, or scale the data", file=sys.stderr)
+        return 3
     hist = {**res.to_dict(), "method": args.method, "seconds": seconds, "dtype": args.dtype,
             "times": [{"iteration": k, "seconds": t} for k, t in times],
             "resumed": bool(args.resume), "data_sha256": meta["data_sha256"]}
-    atomic_write_json(out / "history.json", hist)
-    _plot_convergence(res, out / "convergence.png", args.method)
-    ckpt.unlink(missing_ok=True)  # the run is complete: its checkpoint has served
+    files = {"solution.npz": npz_bytes(R=R, Q=Q, H=R + 1j * Q),
+             "history.json": (json.dumps(hist, indent=2, default=float) + "\n").encode()}
+    png = _convergence_png(res, args.method)
+    if png is not None:
+        files["convergence.png"] = png
+    # one set: solution, history and plot together (the checkpoint has served: it goes too)
+    write_result_set(out, files, remove=("checkpoint.npz",) if png is not None else
+                     ("checkpoint.npz", "convergence.png"))
     n, m = problem.shape
     print(f"matgrad fit: n={n}, m={m}, method {args.method} ({args.dtype})\n"
           f"  objective   {float(res.value):.10g}\n"
@@ -201,22 +240,20 @@ def cmd_fit(args) -> int:
           f"  ‖∇φ‖        {float(res.grad_norm):.3e}\n"
           f"  time        {seconds:.2f} s\n"
           f"  wrote       {out}/solution.npz (R, Q, H), history.json"
-          + (", convergence.png" if (out / "convergence.png").exists() else ""))
+          + (", convergence.png" if png is not None else ""))
     return 0
 
 
-def _plot_convergence(res, path: Path, method: str) -> None:
-    """convergence.png when matplotlib is installed (written atomically)."""
+def _convergence_png(res, method: str) -> bytes | None:
+    """convergence.png's bytes when matplotlib is installed (else None)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return
+        return None
     import io
-
-    from .io import atomic_write_bytes
 
     values, gnorms = res.trace()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -228,7 +265,7 @@ def _plot_convergence(res, path: Path, method: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def cmd_run(args) -> int:
@@ -353,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["exact", "alternating", "lbfgs", "adam", "cg"])
     f.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     f.add_argument("--max-iters", type=int, default=5000)
+    f.add_argument("--ridge", type=float, default=0.0,
+                   help="add ridge·(‖R‖² + ‖Q‖²): needed where G = K_c K_cᴴ is singular "
+                        "(k or q below m)")
     f.add_argument("--tol", type=float, default=None)
     f.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "default"],
                    help="precision of the fit's float32 matrix products (default: highest; "
@@ -368,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from DIR/checkpoint.npz (same data and options)")
     f.add_argument("--force", action="store_true",
                    help="overwrite an existing result or discard an existing checkpoint")
+    f.add_argument("--max-array-mib", type=float, default=4096, metavar="MIB",
+                   help="refuse any array of DATA that takes more than MIB mebibytes once read "
+                        "(default 4096; a small compressed file can inflate to gigabytes)")
     f.set_defaults(func=cmd_fit)
     b = sub.add_parser("bench", help="benchmarks: gradient, solvers, spectral, batch, audit, "
                        "devices, all, plots, report",

@@ -14,7 +14,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._checks import InputError, check_solver_options, start_pair
+from ._checks import InputError, check_solver_options, start_pair, unknown_options
 from .linalg import hpd_inverse
 from .precision import FIT_PRECISION, products, traced_at
 from .problems.channel import (
@@ -25,7 +25,7 @@ from .problems.channel import (
 )
 from .solvers.alternating import alternating_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper
-from .solvers.result import EXACT, SolveResult, empty_history, record, tree_norm
+from .solvers.result import EXACT, SolveResult, build_result, empty_history, record, tree_norm
 from .solvers.stepper import Stepper, advance, run
 
 METHODS = ("exact", "alternating", "cg", "lbfgs", "adam")
@@ -60,8 +60,7 @@ def _exact_stepper(problem: Problem, refine: int, max_iters: int) -> Stepper:
                  code=jnp.array(EXACT, jnp.int32), history=hist)
 
     def finish(s):
-        return SolveResult(s["x"], s["f"], s["k"], jnp.array(True), s["code"],
-                           s["history"].grad_norms[0], s["history"])
+        return build_result(s, converged=jnp.array(True), grad_norm=s["history"].grad_norms[0])
 
     return Stepper(state, lambda s: s, finish)
 
@@ -145,6 +144,9 @@ def fit_finish(problem: Problem, state: dict, **options) -> SolveResult:
 
 
 _CHECKED = ("max_iters", "tol", "gtol", "learning_rate", "refine")
+FIT_OPTIONS = ("precondition", "refine", "learning_rate", "matmul_precision")
+"""The options :func:`fit` passes on besides ``method``, ``init``, ``max_iters``, ``tol`` and
+``gtol``."""
 
 
 def check_options(options: dict) -> None:
@@ -161,6 +163,8 @@ def _start(problem: Problem, init):
     if not isinstance(problem, Problem):
         raise InputError("problem: expected a channel.Problem (Problem(A, B, Z, P, S, W)), got "
                          f"{type(problem).__name__}")
+    if getattr(problem, "singular", None):
+        raise InputError(problem.singular)
     if init is None:
         z = jnp.zeros(problem.shape, problem.dtype)
         return (z, z)
@@ -172,6 +176,7 @@ def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: 
     """Check the method and the start, then :func:`fit_problem` (zeros when ``init`` is None)."""
     if method not in METHODS:
         raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    unknown_options("fit", options, FIT_OPTIONS)
     check_options(dict(options, max_iters=max_iters, tol=tol, gtol=gtol))
     return fit_problem(problem, _start(problem, init), method=method, max_iters=max_iters,
                        tol=tol, gtol=gtol, **options)
@@ -195,7 +200,10 @@ def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
 
     if checkpoint_every is not None and checkpoint_every < 1:
         raise InputError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
+    unknown_options("fit_chunked", options, FIT_OPTIONS + ("method", "max_iters", "tol", "gtol"))
     check_options(options)
+    if getattr(problem, "singular", None):
+        raise InputError(problem.singular)
     if state is None:
         state = fit_start(problem, _start(problem, init), **options)
     chunk = checkpoint_every or 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,17 +13,48 @@ import numpy as np
 from ._checks import InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """``data`` to a new file at ``path`` (mode 0666 less the umask), flushed and fsynced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask())
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``. The file
+    gets the mode the umask gives (not mkstemp's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -36,35 +68,218 @@ def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
-def atomic_write_npz(path, **arrays) -> None:
+def npz_bytes(**arrays) -> bytes:
     import io
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Arrays from ``.npz`` / ``.npy`` (``allow_pickle=False``) or MATLAB ``.mat`` (scipy)."""
+def atomic_write_npz(path, **arrays) -> None:
+    atomic_write_bytes(path, npz_bytes(**arrays))
+
+
+# -- an output folder: checked first, locked while in use, its result set written as one ------
+
+LOCK_NAME = ".matgrad.lock"
+
+
+def check_out_dir(out: str | os.PathLike, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that cannot receive results: an existing file,
+    a dangling symbolic link, or a folder (or nearest existing parent) that is not writable."""
+    out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{flag} {out}: a dangling symbolic link (to {os.readlink(out)}); "
+                         "expected a folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{flag} {out}: exists and is not a folder")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{flag} {out}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {out}: {probe} is not writable")
+    return out
+
+
+class OutputLock:
+    """An exclusive lock on an output folder (``fcntl.flock`` on ``DIR/.matgrad.lock``), so that
+    two runs never write one folder at once; the second is refused with the holder's pid. While
+    held, temporaries that a killed run left behind are removed. A folder this run created and
+    left empty is removed again on release."""
+
+    def __init__(self, out: str | os.PathLike, flag: str = "--out"):
+        self.out, self.flag = Path(out), flag
+        self.created = not self.out.exists()
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            self.fd = None
+            raise InputError(f"{self.flag} {self.out}: another matgrad run (pid {holder}) is "
+                             "writing this folder; wait for it or choose another folder") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        self._clean()
+        return self
+
+    def _clean(self) -> None:
+        import shutil
+
+        for p in self.out.parent.glob(f".{self.out.name}.matgrad-*"):
+            if p.is_dir() and not p.is_symlink() and (p / ".matgrad-stage").exists():
+                shutil.rmtree(p, ignore_errors=True)
+        for name in RESULT_FILES + ("checkpoint.npz",):
+            for p in self.out.glob(f".{name}.*"):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
+        (self.out / ".matgrad-stage").unlink(missing_ok=True)
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+        if self.created:
+            rest = [p for p in self.out.iterdir() if p.name != LOCK_NAME]
+            if not rest:
+                (self.out / LOCK_NAME).unlink(missing_ok=True)
+                try:
+                    self.out.rmdir()
+                except OSError:
+                    pass
+        return False
+
+
+RESULT_FILES = ("solution.npz", "history.json", "convergence.png")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    platform or the filesystem cannot."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def write_result_set(out: str | os.PathLike, files: dict[str, bytes], remove=()) -> None:
+    """Write ``files`` into the folder ``out`` as one set: a reader (or a run killed at any
+    moment) sees the whole old set or the whole new one, never a mix.
+
+    The new set is written into a staging folder beside ``out`` with hard links to everything
+    else ``out`` holds (not to the names in ``remove``), then the two folders are swapped in one
+    atomic ``renameat2(RENAME_EXCHANGE)`` and the old one removed. Where that cannot be done (not
+    Linux, no hard links, subfolders in ``out``, an unwritable parent) each file is replaced
+    atomically on its own, ``history.json``-style metadata last.
+    """
+    import shutil
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    parent = out.parent
+    swap = os.access(parent, os.W_OK | os.X_OK) and not any(
+        p.is_dir() and not p.is_symlink() for p in out.iterdir())
+    stage = None
+    if swap:
+        try:
+            stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.matgrad-", dir=parent))
+            _write_file(stage / ".matgrad-stage", b"")
+            for name, data in files.items():
+                _write_file(stage / name, data)
+            for p in out.iterdir():
+                if p.name not in files and p.name not in remove:
+                    os.link(p, stage / p.name, follow_symlinks=False)
+            (stage / ".matgrad-stage").unlink()
+            os.chmod(stage, os.stat(out).st_mode & 0o7777)
+            _fsync_dir(stage)
+            _write_file(out / ".matgrad-stage", b"")  # marks the old set once it is swapped out
+            if _exchange(stage, out):
+                _fsync_dir(parent)
+                shutil.rmtree(stage, ignore_errors=True)
+                return
+            (out / ".matgrad-stage").unlink(missing_ok=True)
+        except OSError:
+            pass
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    for name in remove:
+        (out / name).unlink(missing_ok=True)
+
+
+DEFAULT_MAX_ARRAY_BYTES = 4 * 2**30
+"""The most bytes one array of a data file may take once read (``--max-array-mib``)."""
+
+
+def _cap_error(path: Path, name: str, size: int, cap: int) -> InputError:
+    return InputError(f"DATA: {name} in {path.name} takes {size / 2**20:.1f} MiB once read, over "
+                      f"the cap of {cap / 2**20:.0f} MiB (raise it with --max-array-mib, or "
+                      "max_bytes=)")
+
+
+def load_arrays(path: str | os.PathLike, names=None, *,
+                max_bytes: int = DEFAULT_MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
+    """Arrays from ``.npz`` / ``.npy`` (``allow_pickle=False``) or MATLAB ``.mat`` (scipy; h5py
+    for -v7.3).
+
+    ``names``: read only these (absent ones are simply missing from the result); None reads
+    all. Nothing else is decompressed, and no array larger than ``max_bytes`` once read is read
+    at all (a small file can inflate to gigabytes). Duplicate member names are refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"DATA: no such file: {path}")
     suffix = path.suffix.lower()
+    wanted = None if names is None else set(names)
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
+            return _load_npz(path, wanted, max_bytes)
         if suffix == ".npy":
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(fh))
+            size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            if size > max_bytes:
+                raise _cap_error(path, path.stem, size, max_bytes)
             return {path.stem: np.load(path, allow_pickle=False)}
         if suffix == ".mat":
             if _is_hdf5(path):
-                return _load_mat73(path)
+                return _load_mat73(path, wanted, max_bytes)
             try:
                 import scipy.io
             except ImportError:
                 raise InputError("DATA: reading .mat files needs scipy (pip install "
                                  "'matgrad-jax[cli]')") from None
-            raw = scipy.io.loadmat(path)
+            sizes = {n: (shape, cls) for n, shape, cls in scipy.io.whosmat(path)}
+            keep = [n for n in sizes if wanted is None or n in wanted]
+            for n in keep:
+                size = int(np.prod(sizes[n][0], dtype=np.int64)) * 16  # complex double at most
+                if size > max_bytes:
+                    raise _cap_error(path, n, size, max_bytes)
+            if not keep:
+                return {}
+            raw = scipy.io.loadmat(path, variable_names=keep)
             return {k: v for k, v in raw.items() if not k.startswith("__")}
     except InputError:
         raise
@@ -78,6 +293,56 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     raise InputError(f"DATA: unsupported file type {suffix!r} (expected .npz, .npy or .mat)")
 
 
+def array_names(path: str | os.PathLike) -> list[str]:
+    """The names of the arrays a data file holds, read from its index (nothing decompressed)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            import zipfile
+
+            with zipfile.ZipFile(path) as zf:
+                return sorted(n[:-4] if n.endswith(".npy") else n for n in zf.namelist())
+        if suffix == ".npy":
+            return [path.stem]
+        if suffix == ".mat":
+            if _is_hdf5(path):
+                import h5py
+
+                with h5py.File(path, "r") as f:
+                    return sorted(k for k in f if not k.startswith("#"))
+            import scipy.io
+
+            return sorted(n for n, _, _ in scipy.io.whosmat(path))
+    except Exception:  # noqa: BLE001 - only for messages
+        return []
+    return []
+
+
+def _load_npz(path: Path, wanted, max_bytes: int) -> dict[str, np.ndarray]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+    seen, sizes = set(), {}
+    for info in infos:
+        if info.filename in seen:
+            raise InputError(f"DATA: {path.name} holds two members named {info.filename!r}; "
+                             "which one is meant is ambiguous")
+        seen.add(info.filename)
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        sizes[key] = info.file_size
+    out = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            if wanted is not None and key not in wanted:
+                continue
+            if sizes.get(key, 0) > max_bytes + 4096:  # the .npy header is a few hundred bytes
+                raise _cap_error(path, key, sizes[key], max_bytes)
+            out[key] = z[key]
+    return out
+
+
 def _is_hdf5(path: Path) -> bool:
     """MATLAB -v7.3 files are HDF5 (signature at offset 0, 512, 1024, ...)."""
     sig = b"\x89HDF\r\n\x1a\n"
@@ -86,7 +351,8 @@ def _is_hdf5(path: Path) -> bool:
     return any(head[o:o + 8] == sig for o in (0, 512, 1024, 2048))
 
 
-def _load_mat73(path: Path) -> dict[str, np.ndarray]:
+def _load_mat73(path: Path, wanted=None, max_bytes: int = DEFAULT_MAX_ARRAY_BYTES
+                ) -> dict[str, np.ndarray]:
     """Numeric arrays at the top of a MATLAB -v7.3 (HDF5) file, through h5py.
 
     MATLAB stores column-major, so each dataset is transposed back; complex arrays are compound
@@ -106,6 +372,10 @@ def _load_mat73(path: Path) -> dict[str, np.ndarray]:
             cls = cls.decode() if isinstance(cls, bytes) else str(cls)
             if cls in ("char", "cell", "struct", "function_handle"):
                 continue
+            if wanted is not None and name not in wanted:
+                continue
+            if obj.size * obj.dtype.itemsize > max_bytes:
+                raise _cap_error(path, name, obj.size * obj.dtype.itemsize, max_bytes)
             a = obj[()]
             if a.dtype.names and {"real", "imag"} <= set(a.dtype.names):
                 a = a["real"] + 1j * a["imag"]
@@ -165,7 +435,12 @@ def fingerprint(arrays: dict[str, np.ndarray]) -> str:
 
     h = hashlib.sha256()
     for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
+        a = np.asarray(arrays[k])
         h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
-        h.update(a.tobytes())
+        if a.flags.c_contiguous:
+            h.update(a.reshape(-1).view(np.uint8))  # the buffer itself: no copy
+        else:  # C order in small buffered chunks, never the whole array at once
+            for chunk in np.nditer(a, flags=["external_loop", "buffered", "zerosize_ok"],
+                                   order="C", buffersize=1 << 16):
+                h.update(np.ascontiguousarray(chunk).tobytes())
     return h.hexdigest()

@@ -33,7 +33,16 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._checks import InputError, as_real_numpy, check_shapes, common_float_dtype, start_pair
+from ._checks import (
+    InputError,
+    as_real_numpy,
+    check_shapes,
+    common_float_dtype,
+    float_dtype,
+    real_scalar,
+    start_pair,
+    unknown_options,
+)
 from .compile_options import batch_compiler_options
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
@@ -41,6 +50,7 @@ from .problems.channel import (
     DATA_SHAPES,
     Problem,
     channel_statistics,
+    check_rank,
     statistics_from_halves,
 )
 from .solvers.result import SolveResult
@@ -78,7 +88,8 @@ def _validate(data, stacked: bool, dtype=None) -> dict[str, np.ndarray]:
     n, m = one["A"].shape
     dims = {"n": n, "m": m, "k": one["P"].shape[1], "q": one["S"].shape[0]}
     check_shapes(DATA_SHAPES, one, dims)
-    dtype = np.dtype(dtype) if dtype is not None else common_float_dtype(*arrays.values())
+    dtype = (float_dtype("dtype", dtype) if dtype is not None
+             else common_float_dtype(*arrays.values()))
     if dtype == np.float64 and not jax.config.jax_enable_x64:
         raise InputError("dtype: float64 needs jax_enable_x64 (jax.config.update("
                          "'jax_enable_x64', True)); pass dtype='float32' otherwise")
@@ -101,8 +112,7 @@ def _options(method, options) -> tuple:
         raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     unknown = set(options) - set(_OPTIONS)
     if unknown:
-        raise InputError(f"unexpected option(s) {', '.join(sorted(unknown))}; "
-                         f"expected some of {', '.join(_OPTIONS)}")
+        unknown_options("solve_batch", options, _OPTIONS)
     check_options(options)
     return tuple(sorted({"method": method, **options}.items()))
 
@@ -166,12 +176,12 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
     """
     arrays = _validate(data, stacked=True, dtype=dtype)
     opts = _options(method, options)
-    if not (np.isfinite(ridge) and ridge >= 0):
-        raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
+    ridge = real_scalar("ridge", ridge)
+    check_rank(arrays, ridge, batch=" in every problem")
     b, n, m = arrays["A"].shape
     dt = arrays["A"].dtype
     init = _check_init(init, (b, n, m), dt)
-    mesh = mesh if mesh is not None else device_mesh()
+    mesh = _check_mesh(mesh)
     axis = mesh.axis_names[0]
     ndev = mesh.shape[axis]
     padded = -(-b // ndev) * ndev
@@ -184,7 +194,37 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
     res = _solve_batch_sharded(placed, x0, float(ridge), mesh, opts, bool(full_result), chunk)
     if padded != b:
         res = jax.tree_util.tree_map(lambda x: x[:b], res)
+    if not full_result:
+        _refuse_nonfinite(res)
     return res
+
+
+def _refuse_nonfinite(params) -> None:
+    """(R, Q) with NaN/Inf rows are never handed back as an answer: the problems whose G was
+    numerically singular are named (one host sync, after the solve). With ``full_result`` they
+    come back with ``converged=False`` and reason ``"non-finite value"`` instead."""
+    bad = ~np.asarray(jax.jit(lambda R, Q: jnp.all(jnp.isfinite(R), axis=(-2, -1))
+                              & jnp.all(jnp.isfinite(Q), axis=(-2, -1)))(*params))
+    if bad.ndim and bad.any():
+        idx = np.flatnonzero(bad)
+        raise InputError(f"problem(s) {', '.join(map(str, idx[:8]))}{'…' if idx.size > 8 else ''}"
+                         f": the solve ended non-finite ({idx.size} of {bad.size}; G = K_c K_cᴴ "
+                         "numerically singular there?); pass ridge=... > 0, or full_result=True "
+                         "for the per-problem results")
+    if not bad.ndim and bool(bad):
+        raise InputError("the solve ended non-finite (G = K_c K_cᴴ numerically singular?); "
+                         "pass ridge=... > 0, or full_result=True")
+
+
+def _check_mesh(mesh) -> Mesh:
+    if mesh is None:
+        return device_mesh()
+    if not isinstance(mesh, Mesh):
+        raise InputError(f"mesh: expected a jax.sharding.Mesh (see matgrad_jax.scale.device_mesh)"
+                         f" or None, got {type(mesh).__name__} {mesh!r}")
+    if len(mesh.axis_names) != 1:
+        raise InputError(f"mesh: expected a 1-d mesh, got axes {mesh.axis_names}")
+    return mesh
 
 
 def _chunk_size(chunk_size, arrays, per_device: int, mesh: Mesh) -> int:
@@ -256,13 +296,13 @@ def solve_rows(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None
     """
     arrays = _validate(data, stacked=False, dtype=dtype)
     opts = _options(method, options)
-    if not (np.isfinite(ridge) and ridge >= 0):
-        raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
+    ridge = real_scalar("ridge", ridge)
+    check_rank(arrays, ridge)
     n, m = arrays["A"].shape
     q = arrays["S"].shape[0]
     dt = arrays["A"].dtype
     init = _check_init(init, (n, m), dt)
-    mesh = mesh if mesh is not None else device_mesh("rows")
+    mesh = _check_mesh(mesh) if mesh is not None else device_mesh("rows")
     axis = mesh.axis_names[0]
     ndev = mesh.shape[axis]
     padded = -(-n // ndev) * ndev
@@ -281,6 +321,8 @@ def solve_rows(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None
     res = _solve_rows_sharded(placed, x0, float(ridge), mesh, opts)
     if padded != n:
         res = res._replace(params=tuple(x[:n] for x in res.params))
+    if not full_result:
+        _refuse_nonfinite(res.params)
     return res if full_result else res.params
 
 

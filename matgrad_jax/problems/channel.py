@@ -46,6 +46,7 @@ from .._checks import (
     float_dtype,
     is_concrete,
     real_input,
+    real_scalar,
 )
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
 from ..linalg import (
@@ -542,12 +543,54 @@ def validate_data(A, B, Z, P, S, W, *, dtype=None) -> dict[str, Array | np.ndarr
     return arrays
 
 
+def rank_problem(arrays, ridge, *, batch: str = "") -> str | None:
+    """Why ``G = K_cK_cᴴ`` is singular by its shapes (rank at most ``min(k, q)`` below ``m``,
+    and no ridge), or None. A minimiser then is not unique and every exact solve ends in NaN."""
+    m = arrays["A"].shape[-1]
+    k, q = arrays["P"].shape[-1], arrays["S"].shape[-2]
+    if ridge == 0 and min(k, q) < m:
+        return (f"G = K_c K_cᴴ is singular{batch}: its rank is at most min(k, q) = {min(k, q)} "
+                f"< m = {m} (k={k}, q={q}), so the minimiser is not unique; pass ridge > 0 "
+                "(matgrad fit --ridge; e.g. 1e-6 times the data's scale), or more columns in P "
+                "/ rows in S")
+    return None
+
+
+def check_rank(arrays, ridge, *, batch: str = "") -> None:
+    """:func:`rank_problem` as an :class:`InputError`."""
+    why = rank_problem(arrays, ridge, batch=batch)
+    if why:
+        raise InputError(why)
+
+
+def numerical_problem(Gr, Gi) -> str | None:
+    """Why ``G`` is numerically singular, or None, tested by a Cholesky on the host: a failed
+    one, or a pivot below ``m·eps`` of the largest diagonal entry (the smallest eigenvalue is at
+    most the smallest squared pivot), as for P = 0."""
+    G = np.asarray(Gr, np.float64) + 1j * np.asarray(Gi, np.float64)
+    m = G.shape[-1]
+    eps = float(np.finfo(np.asarray(Gr).dtype).eps)
+    top = float(np.max(np.real(np.diagonal(G))))
+    try:
+        piv = np.real(np.diagonal(np.linalg.cholesky(G))) ** 2
+        small = not top > 0 or float(piv.min()) <= m * eps * top
+    except np.linalg.LinAlgError:
+        small = True
+    if small:
+        return ("G = K_c K_cᴴ (+ ridge I) is numerically singular (P or S carries too little "
+                f"energy: largest diagonal entry {top:.3g}), so the minimiser is not unique; "
+                "pass ridge > 0 (matgrad fit --ridge)")
+    return None
+
+
 @jax.tree_util.register_pytree_node_class
 class Problem:
     """A seed-1 data set, validated once, with the structured statistics precomputed.
 
     ``Problem(A, B, Z, P, S, W, ridge=0.0)`` checks shapes, dtypes and finiteness (one clear
-    error naming the array), then computes :class:`ChannelStats`. It is a pytree: it passes through
+    error naming the array), then computes :class:`ChannelStats`. ``singular`` says why ``G``
+    is singular (its shapes, or a failed Cholesky), or is None: the value, gradient and Hessian
+    product are defined either way, but :func:`~matgrad_jax.fit` refuses to solve. It is a pytree: it passes through
     ``jit``/``vmap`` and can be stacked for batches. ``ridge`` adds ``ridge * (||R||² + ||Q||²)``
     to the objective. ``reference=False`` skips the value's reference point (16 products by G,
     often more than an exact solve costs): right for ``exact`` and ``cg``, which do not use it;
@@ -558,11 +601,15 @@ class Problem:
     def __init__(self, A, B, Z, P, S, W, *, ridge: float = 0.0, dtype=None,
                  reference: bool = True):
         arrays = validate_data(A, B, Z, P, S, W, dtype=dtype)
-        if is_concrete(ridge) and not (np.isfinite(ridge) and ridge >= 0):
-            raise InputError(f"ridge: expected a finite value >= 0, got {ridge}")
+        if is_concrete(ridge):
+            ridge = real_scalar("ridge", ridge)
         self.stats = _statistics_jit(*(arrays[k] for k in DATA_NAMES), ridge,
                                      reference=reference)
         self.ridge = ridge
+        self.singular = None
+        if is_concrete(ridge) and is_concrete(self.stats.Gr):
+            self.singular = (rank_problem(arrays, ridge)
+                             or numerical_problem(self.stats.Gr, self.stats.Gi))
 
     # pytree protocol -------------------------------------------------------------------------
     def tree_flatten(self):
@@ -572,6 +619,7 @@ class Problem:
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.stats, obj.ridge = children
+        obj.singular = None  # not known for a Problem rebuilt from its statistics
         return obj
 
     @classmethod

@@ -30,10 +30,10 @@ import optax
 from .._checks import check_solver_options
 from .linesearch import armijo_backtracking, exact_step_length
 from .result import (
-    CONVERGED_CODES,
     RUNNING,
     STALLED,
     SolveResult,
+    build_result,
     default_tolerances,
     empty_history,
     record,
@@ -172,6 +172,4 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
 
 
 def finish(s) -> SolveResult:
-    gfin = s["history"].grad_norms[s["k"]]
-    converged = jnp.isin(s["code"], jnp.asarray(CONVERGED_CODES))
-    return SolveResult(s["x"], s["f"], s["k"], converged, s["code"], gfin, s["history"])
+    return build_result(s)

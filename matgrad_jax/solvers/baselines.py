@@ -18,6 +18,7 @@ from .result import (
     MAX_ITERS,
     RUNNING,
     SolveResult,
+    build_result,
     default_tolerances,
     empty_history,
     record,
@@ -41,9 +42,7 @@ def _setup(fun, init, grad, tol, gtol):
 
 
 def _result(s, converged_codes=CONVERGED_CODES):
-    gfin = s["history"].grad_norms[s["k"]]
-    converged = jnp.isin(s["code"], jnp.asarray(converged_codes))
-    return SolveResult(s["x"], s["f"], s["k"], converged, s["code"], gfin, s["history"])
+    return build_result(s, converged_codes=converged_codes)
 
 
 def optax_minimize(fun: Callable, init: Sequence[Any], optimizer: optax.GradientTransformation, *,
