@@ -590,12 +590,12 @@ class Problem:
     ``Problem(A, B, Z, P, S, W, ridge=0.0)`` checks shapes, dtypes and finiteness (one clear
     error naming the array), then computes :class:`ChannelStats`. ``singular`` says why ``G``
     is singular (its shapes, or a failed Cholesky), or is None: the value, gradient and Hessian
-    product are defined either way, but :func:`~matgrad_jax.fit` refuses to solve. It is a pytree: it passes through
-    ``jit``/``vmap`` and can be stacked for batches. ``ridge`` adds ``ridge * (||R||² + ||Q||²)``
-    to the objective. ``reference=False`` skips the value's reference point (16 products by G,
-    often more than an exact solve costs): right for ``exact`` and ``cg``, which do not use it;
-    value-based methods in float32 (``alternating``, ``lbfgs``) want it (see
-    :func:`channel_statistics`).
+    product are defined either way, but :func:`~matgrad_jax.fit` refuses to solve. It is a
+    pytree: it passes through ``jit``/``vmap`` and can be stacked for batches. ``ridge`` adds
+    ``ridge * (||R||² + ||Q||²)`` to the objective. ``reference=False`` skips the value's
+    reference point (16 products by G, often more than an exact solve costs): right for
+    ``exact`` and ``cg``, which do not use it; value-based methods in float32
+    (``alternating``, ``lbfgs``) want it (see :func:`channel_statistics`).
     """
 
     def __init__(self, A, B, Z, P, S, W, *, ridge: float = 0.0, dtype=None,
