@@ -176,7 +176,7 @@ def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: 
     """Check the method and the start, then :func:`fit_problem` (zeros when ``init`` is None)."""
     if method not in METHODS:
         raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    unknown_options("fit", options, FIT_OPTIONS)
+    unknown_options("fit", options, FIT_OPTIONS + ("method", "init", "max_iters", "tol", "gtol"))
     check_options(dict(options, max_iters=max_iters, tol=tol, gtol=gtol))
     return fit_problem(problem, _start(problem, init), method=method, max_iters=max_iters,
                        tol=tol, gtol=gtol, **options)

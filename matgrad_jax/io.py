@@ -136,14 +136,15 @@ class OutputLock:
     def _clean(self) -> None:
         import shutil
 
+        # staging folders of a run that was killed (a live run would hold this lock); each
+        # holds the new or the old set and hard links to files that are also in the folder
         for p in self.out.parent.glob(f".{self.out.name}.matgrad-*"):
-            if p.is_dir() and not p.is_symlink() and (p / ".matgrad-stage").exists():
+            if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
         for name in RESULT_FILES + ("checkpoint.npz",):
             for p in self.out.glob(f".{name}.*"):
                 if p.is_file():
                     p.unlink(missing_ok=True)
-        (self.out / ".matgrad-stage").unlink(missing_ok=True)
 
     def __exit__(self, *exc):
         if self.fd is not None:
@@ -202,21 +203,17 @@ def write_result_set(out: str | os.PathLike, files: dict[str, bytes], remove=())
     if swap:
         try:
             stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.matgrad-", dir=parent))
-            _write_file(stage / ".matgrad-stage", b"")
             for name, data in files.items():
                 _write_file(stage / name, data)
             for p in out.iterdir():
                 if p.name not in files and p.name not in remove:
                     os.link(p, stage / p.name, follow_symlinks=False)
-            (stage / ".matgrad-stage").unlink()
             os.chmod(stage, os.stat(out).st_mode & 0o7777)
             _fsync_dir(stage)
-            _write_file(out / ".matgrad-stage", b"")  # marks the old set once it is swapped out
             if _exchange(stage, out):
                 _fsync_dir(parent)
-                shutil.rmtree(stage, ignore_errors=True)
+                shutil.rmtree(stage, ignore_errors=True)  # the old set
                 return
-            (out / ".matgrad-stage").unlink(missing_ok=True)
         except OSError:
             pass
         if stage is not None:
