@@ -1,14 +1,18 @@
 """The registry of derivations: every (objective, hand gradient) pair with its source.
 
-The audit, the CLI and the notebooks iterate :func:`derivations`.
+:func:`register` (or the :func:`derivation` decorator) adds one; the two seed problems register
+themselves through the same call. The audit, the CLI (``matgrad audit FILE.py``), the pytest
+plugin (``pytest --matgrad``) and the notebooks iterate :func:`derivations`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .problems import channel, gram
+from ._checks import InputError
 
 
 @dataclass(frozen=True)
@@ -16,18 +20,19 @@ class Derivation:
     """One hand-derived gradient beside its objective.
 
     Attributes:
-      name: ``"<problem>/<objective>/<variant>"``, e.g. ``"channel/phi/published"``.
+      name: e.g. ``"channel/phi/published"`` or a user's ``"mf/right"``.
       objective: ``fun(*args) -> scalar``.
       gradient: ``grad(*args)`` -> the gradient w.r.t. ``args[argnums]`` (a tuple when argnums is).
       argnums: which arguments the gradient is taken with respect to.
       arg_names: the arguments' names, in order.
-      source: seed file and the equation transcribed.
+      source: where the formula comes from (a seed file and the equation, a paper, a notebook).
       published: True for a transcription of a published formula (mistakes included).
-      example_args: ``example_args(seed=0) -> args`` at rectangular shapes.
+      example_args: ``example_args(seed=0) -> args`` (at rectangular shapes, ideally).
       notes: what is known about the variant.
       domains: the arguments' domains for the audit (see :func:`~matgrad_jax.check_gradient`).
       hvp: ``hvp(*args, v)``, a hand Hessian-vector product, audited by
         :func:`~matgrad_jax.check_hessian` (None: none given).
+      builtin: True for the seeds' derivations that ship with matgrad_jax.
     """
 
     name: str
@@ -42,80 +47,158 @@ class Derivation:
     formula: str = field(default="", compare=False)
     domains: dict | None = field(default=None, compare=False)
     hvp: Callable | None = field(default=None, compare=False)
+    builtin: bool = field(default=False, compare=False)
 
 
-_CH = f"seeds/{channel.SEED_FILE}"
-_GR = f"seeds/{gram.SEED_FILE}"
-
-_CHANNEL = [
-    ("published", channel.grad_published, True,
-     f"{_CH}: answer 1, E, F from the SVD of C; dphi/dH_R = 2(AD+E), dphi/dH_I = 2(BD-F)",
-     r"\partial_R = 2(AD+E),\ \partial_Q = 2(BD-F)",
-     "Reshape(v_k, n, 2) read as (m, 2) (v_k has 2m entries); the sign of F is kept as published"),
-    ("corrected", channel.grad_corrected, False,
-     f"{_CH}: answer 1 with the sign of F fixed", r"\partial_R = 2(AD+E),\ \partial_Q = 2(BD+F)",
-     "the corrected form of 'published'"),
-    ("blocks", channel.grad_blocks, False,
-     f"{_CH}: line 'dphi = 2D:(...) + 2C:(...)' read off block by block",
-     r"\partial_R = 2(AD+C_{11}+C_{22}),\ \partial_Q = 2(BD+C_{21}-C_{12})", ""),
-    ("kron_identity", channel.grad_kron_identity, True,
-     f"{_CH}: answer 2, d/dX[Y:(I_p (x) X)] = sum_k E_k^T Y F_k, with its J_2 (x) X companion",
-     r"\partial_R = 2(AD+\sum_kE_k^TCF_k),\ \partial_Q = 2(BD+\sum_{jk}(J_2)_{jk}E_j^TCF_k)",
-     "the J_2 companion is ours (the seed gives only I_p)"),
-    ("structured", channel.grad_structured, False,
-     f"{_CH}: fast form with H = R + iQ, G = K_c K_c^H, Y = W_c K_c^H",
-     r"\partial_R + i\,\partial_Q = 2(C\,\mathrm{Diag}(r) + HG - Y)", ""),
-]
-
-_GRAM = [
-    ("frobenius", gram.frobenius, gram.FROBENIUS_GRADIENTS, {
-        "published": (True, f"{_GR}: Frobenius block, dphi/dB = 2 phi^-1 (BB^T-Q)B",
-                      r"2\phi^{-1}(BB^T-Q)B", "assumes BB^T - Q symmetric"),
-        "general": (False, f"{_GR}: corrected for any Q", r"\phi^{-1}(X+X^T)B", ""),
-    }),
-    ("frobenius_squared", gram.frobenius_squared, gram.FROBENIUS_SQUARED_GRADIENTS, {
-        "published": (True, f"{_GR}: Frobenius block, 2 phi dphi = 4(BB^T-Q)B:dB",
-                      r"4(BB^T-Q)B", "assumes BB^T - Q symmetric"),
-        "general": (False, f"{_GR}: corrected for any Q", r"2(X+X^T)B", ""),
-    }),
-    ("spectral", gram.spectral, gram.SPECTRAL_GRADIENTS, {
-        "published": (True, f"{_GR}: spectral block, dphi/dB = (u1 v1^T + v1 u1^T)B (full SVD)",
-                      r"(u_1v_1^T+v_1u_1^T)B", "no gradient where sigma_1 is repeated"),
-        "lanczos": (False, f"{_GR}: spectral block with the top pair by Lanczos",
-                    r"(u_1v_1^T+v_1u_1^T)B", "32 Lanczos steps"),
-    }),
-]
+_REGISTRY: dict[str, Derivation] = {}
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-/]+$")
 
 
-def _channel_hvp(R, Q, A, B, Z, P, S, W, v):
-    """``Problem.hvp``, the closed-form Hessian product of seed 1 (a quadratic in (R, Q))."""
-    return channel.Problem.from_stats(channel.channel_statistics(A, B, Z, P, S, W)).hvp(*v)
+def _example_callable(name: str, example_args) -> Callable[..., tuple]:
+    if callable(example_args):
+        return example_args
+    if isinstance(example_args, (tuple, list)):
+        args = tuple(example_args)
+        return lambda seed=0: args
+    raise InputError(f"example_args of {name!r}: expected a tuple of arguments or a callable "
+                     f"example_args(seed) -> tuple, got {type(example_args).__name__}")
 
 
-def _build() -> tuple[Derivation, ...]:
-    out = []
-    for variant, fn, published, source, formula, notes in _CHANNEL:
-        out.append(Derivation(
-            name=f"channel/phi/{variant}", objective=channel.objective, gradient=fn,
-            argnums=(0, 1), arg_names=channel.ARG_NAMES, source=source, published=published,
-            example_args=channel.example_args, notes=notes, formula=formula,
-            domains=dict.fromkeys(channel.DATA_NAMES, "general"),
-            hvp=_channel_hvp if variant == "structured" else None))
-    for obj_name, obj, grads, meta in _GRAM:
-        for variant, (published, source, formula, notes) in meta.items():
-            out.append(Derivation(
-                name=f"gram/{obj_name}/{variant}", objective=obj, gradient=grads[variant],
-                argnums=0, arg_names=("B", "Q"), source=source, published=published,
-                example_args=gram.example_args, notes=notes, formula=formula,
-                domains={"Q": "general"}))
-    return tuple(out)
+def register(name: str, objective: Callable, gradient: Callable, *, argnums,
+             example_args, arg_names: Sequence[str] | None = None,
+             domains: Mapping | None = None, source: str = "", published: bool = False,
+             hvp: Callable | None = None, notes: str = "", formula: str = "",
+             replace: bool = False, builtin: bool = False) -> Derivation:
+    """Register a hand-derived ``gradient`` of ``objective`` under ``name``.
+
+    Args:
+      name: a unique name (letters, digits and ``_ . : - /``), e.g. ``"mf/right"``.
+      objective: ``objective(*args) -> real scalar``.
+      gradient: ``gradient(*args)`` -> the gradient w.r.t. ``args[argnums]``.
+      argnums: an index, a name, or a tuple of them.
+      example_args: the arguments to audit at: a tuple, or ``example_args(seed) -> tuple``.
+      arg_names: default: ``objective``'s parameter names.
+      domains, source, published, hvp, notes: see :class:`Derivation`.
+      replace: replace an existing derivation of that name (else :class:`InputError`).
+
+    Returns:
+      The :class:`Derivation`.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InputError(f"name: expected a non-empty name of letters, digits and _ . : - /, "
+                         f"got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise InputError(f"name: a derivation {name!r} is registered already; pass "
+                         "replace=True to replace it")
+    for what, fn in (("objective", objective), ("gradient", gradient)):
+        if not callable(fn):
+            raise InputError(f"{what} of {name!r}: expected a callable, got "
+                             f"{type(fn).__name__}")
+    if hvp is not None and not callable(hvp):
+        raise InputError(f"hvp of {name!r}: expected a callable or None")
+    if arg_names is None:
+        try:
+            arg_names = tuple(p.name for p in inspect.signature(objective).parameters.values()
+                              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+        except (TypeError, ValueError):
+            arg_names = ()
+    arg_names = tuple(arg_names)
+    names = arg_names
+
+    def index(a):
+        if isinstance(a, str):
+            if a not in names:
+                raise InputError(f"argnums of {name!r}: {a!r} names no argument of the "
+                                 f"objective ({', '.join(names)})")
+            return names.index(a)
+        return a
+
+    argnums = (tuple(index(a) for a in argnums) if isinstance(argnums, (tuple, list))
+               else index(argnums))
+    d = Derivation(name=name, objective=objective, gradient=gradient, argnums=argnums,
+                   arg_names=arg_names, source=source, published=bool(published),
+                   example_args=_example_callable(name, example_args), notes=notes,
+                   formula=formula, domains=dict(domains) if domains else None, hvp=hvp,
+                   builtin=builtin)
+    _REGISTRY[name] = d
+    return d
 
 
-_REGISTRY = _build()
+def derivation(*, name: str, argnums, example_args, objective: Callable, **options):
+    """Decorator form of :func:`register`, applied to the gradient function::
+
+        @matgrad_jax.derivation(name="mf/right", objective=mf, argnums=(0, 1),
+                                example_args=(U, V, X))
+        def mf_grad(U, V, X): ...
+
+    Returns the gradient function unchanged.
+    """
+    def wrap(gradient):
+        register(name, objective, gradient, argnums=argnums, example_args=example_args,
+                 **options)
+        return gradient
+    return wrap
 
 
-def derivations(pattern: str | None = None) -> tuple[Derivation, ...]:
-    """All registered derivations, or those whose name contains ``pattern``."""
-    if pattern is None:
-        return _REGISTRY
-    return tuple(d for d in _REGISTRY if pattern in d.name)
+def unregister(name: str) -> None:
+    """Remove a derivation (a user's re-run notebook cell may also ``register(replace=True)``)."""
+    _REGISTRY.pop(name, None)
+
+
+def derivations(pattern: str | None = None, *, builtin: bool | None = None
+                ) -> tuple[Derivation, ...]:
+    """All registered derivations (built-ins first, then the user's, in registration order),
+    or those whose name contains ``pattern``; ``builtin=True/False`` keeps only the seeds' or
+    only the user's."""
+    out = tuple(_REGISTRY.values())
+    if builtin is not None:
+        out = tuple(d for d in out if d.builtin == builtin)
+    if pattern is not None:
+        out = tuple(d for d in out if pattern in d.name)
+    return out
+
+
+def load_targets(targets: Sequence[str]) -> list[str]:
+    """Import each target, a Python file (``path/derivs.py``) or an importable module
+    (``pkg.derivs``), and return the names of the derivations they registered (a target
+    re-registering a name counts it). One :class:`InputError` for a target that does not exist
+    or fails to import, with the import error's last line."""
+    import importlib
+    import importlib.util
+    import sys
+    import traceback
+    from pathlib import Path
+
+    found: list[str] = []
+    for target in targets:
+        before = {k: id(v) for k, v in _REGISTRY.items()}
+        path = Path(target)
+        try:
+            if target.endswith(".py") or path.is_file():
+                if not path.is_file():
+                    raise InputError(f"{target}: no such file")
+                mod_name = f"matgrad_target_{abs(hash(str(path.resolve())))}"
+                spec = importlib.util.spec_from_file_location(mod_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[mod_name] = module
+                sys.path.insert(0, str(path.resolve().parent))
+                try:
+                    spec.loader.exec_module(module)
+                finally:
+                    sys.path.remove(str(path.resolve().parent))
+            else:
+                importlib.import_module(target)
+        except InputError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the user's module: report, do not crash
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            raise InputError(f"{target}: cannot import: {last}") from None
+        found += [k for k, v in _REGISTRY.items() if before.get(k) != id(v) and k not in found]
+    return found
+
+
+from .problems import register_builtins  # noqa: E402  (the seeds, through register())
+
+register_builtins(register)

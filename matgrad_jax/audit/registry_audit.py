@@ -23,10 +23,13 @@ def audit_hessian(d: Derivation, *, seed: int = 0, **options) -> GradientReport:
                          **{"domains": d.domains, **options})
 
 
-def audit_all(pattern: str | None = None, **options) -> list[GradientReport]:
-    """Every derivation whose name contains ``pattern``, and the Hessian products they carry."""
+def audit_all(pattern: str | None = None, *, names=None, **options) -> list[GradientReport]:
+    """Every derivation whose name contains ``pattern`` (and is in ``names``, when given), and
+    the Hessian products they carry."""
     out = []
     for d in derivations(pattern):
+        if names is not None and d.name not in names:
+            continue
         out.append(audit_derivation(d, **options))
         if d.hvp is not None:
             out.append(audit_hessian(d, **options))

@@ -17,8 +17,9 @@ REASONS = (
     "non-finite value",
     "no descent possible",
     "exact solve",
+    "gradient mismatch",
 )
-RUNNING, GRADIENT, DECREASE, MAX_ITERS, NONFINITE, STALLED, EXACT = range(len(REASONS))
+RUNNING, GRADIENT, DECREASE, MAX_ITERS, NONFINITE, STALLED, EXACT, MISMATCH = range(len(REASONS))
 CONVERGED_CODES = (GRADIENT, DECREASE, EXACT)
 
 

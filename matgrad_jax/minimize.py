@@ -1,0 +1,262 @@
+"""``minimize``: fit with a hand gradient that is verified first (and, if asked, all along).
+
+The gradient a user hands an optimiser is audited at the start (:func:`~matgrad_jax.
+check_gradient` at ``init``); with ``verify="always"`` the jitted loop also compares it, every
+``verify_every`` iterations, with ``jax.jvp`` along one random direction, with no host sync and
+no Python in the loop, and stops with reason ``"gradient mismatch"`` where they disagree. An
+optimiser that is handed a wrong gradient then never reports convergence at a wrong point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._checks import InputError, check_solver_options
+from .solvers.alternating import alternating_stepper
+from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper, optax_stepper
+from .solvers.result import MISMATCH, REASONS, RUNNING, SolveResult
+from .solvers.stepper import Stepper, run
+
+METHODS = ("auto", "alternating", "lbfgs", "adam", "cg")
+AUTO_METHOD = "lbfgs"
+"""What ``method="auto"`` runs on an objective with no exact solve: optax L-BFGS was fastest to a
+1e-8 gap on users' factorisations (``../shared/PERF-NOTES.md``: 57 iterations at (60, 40, 5),
+where block descent needed 960 sweeps)."""
+VERIFY = ("start", "always", "off")
+ON_MISMATCH = ("raise", "autodiff", "warn")
+
+
+class GradientMismatch(InputError):
+    """The hand gradient failed its audit at the start; ``.report`` holds the
+    :class:`~matgrad_jax.GradientReport`."""
+
+    def __init__(self, report):
+        super().__init__(f"the hand gradient fails its audit at init: {report.headline()}")
+        self.report = report
+
+
+@jax.tree_util.register_pytree_node_class
+class MinimizeResult:
+    """A :class:`~matgrad_jax.SolveResult` plus what ran: ``method`` (the one ``"auto"`` picked)
+    and ``verified`` (``"start"``, ``"always"``, ``"off"`` or ``"autodiff fallback"``). Every
+    field of the result is an attribute (``params``, ``value``, ``converged``, ``reason``, …)."""
+
+    def __init__(self, result: SolveResult, method: str, verified: str):
+        self.result, self.method, self.verified = result, method, verified
+
+    def tree_flatten(self):
+        return (self.result,), (self.method, self.verified)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0], *aux)
+
+    def __getattr__(self, name):
+        if name in ("result", "method", "verified"):
+            raise AttributeError(name)
+        return getattr(self.result, name)
+
+    @property
+    def reason(self):
+        return self.result.reason
+
+    def __repr__(self):
+        return (f"MinimizeResult(method={self.method!r}, verified={self.verified!r}, "
+                f"value={self.result.value}, iterations={self.result.iterations}, "
+                f"converged={self.result.converged}, reason={self.reason!r})")
+
+    def _repr_markdown_(self):
+        return (self.result._repr_markdown_()
+                + f"\nmethod **{self.method}**, gradient verified: **{self.verified}**\n")
+
+
+def _blocks(init) -> tuple:
+    if isinstance(init, (tuple, list)):
+        if not init:
+            raise InputError("init: expected a tuple of blocks (arrays), got an empty one")
+        blocks = tuple(init)
+    elif hasattr(init, "shape") and hasattr(init, "dtype"):
+        blocks = (init,)
+    else:
+        raise InputError(f"init: expected an array or a tuple of arrays (one per block), got "
+                         f"{type(init).__name__}")
+    out = []
+    for i, b in enumerate(blocks):
+        leaves = jax.tree_util.tree_leaves(b)
+        if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+                                 for x in leaves):
+            raise InputError(f"init[{i}]: expected a float array (or pytree of them), got "
+                             f"{type(b).__name__}")
+        out.append(jax.tree_util.tree_map(jnp.asarray, b))
+    return tuple(out)
+
+
+def _check_grad_shapes(fun, grad, blocks):
+    """The hand gradient's structure against the blocks, before anything iterates (a wrong
+    shape would otherwise surface as 'jvp called with different primal and tangent shapes')."""
+    try:
+        out = jax.eval_shape(grad, *blocks)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"grad: raised {type(exc).__name__} at init: {exc}") from None
+    if len(blocks) == 1 and not isinstance(out, (tuple, list)):
+        out = (out,)
+    out = tuple(out) if isinstance(out, (tuple, list)) else out
+    want = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), blocks)
+    if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(want):
+        raise InputError(f"grad: returned {jax.tree_util.tree_structure(out)}; expected one "
+                         f"gradient per block of init, {jax.tree_util.tree_structure(want)}")
+    for i, (g, b) in enumerate(zip(jax.tree_util.tree_leaves(out),
+                                   jax.tree_util.tree_leaves(want))):
+        if tuple(g.shape) != tuple(b.shape):
+            raise InputError(f"grad: its gradient {i} has shape {tuple(g.shape)}; expected "
+                             f"{tuple(b.shape)} (the shape of its block)")
+
+
+def _as_tuple_grad(grad):
+    def g(*blocks):
+        out = grad(*blocks)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    return g
+
+
+def _stepper(fun, blocks, grad, method, opts) -> Stepper:
+    if isinstance(method, optax.GradientTransformation):
+        return optax_stepper(fun, blocks, method, grad=grad, **opts)
+    if method == "alternating":
+        return alternating_stepper(fun, blocks, grad=grad, **opts)
+    if method == "lbfgs":
+        return lbfgs_stepper(fun, blocks, grad=grad, **opts)
+    if method == "adam":
+        return adam_stepper(fun, blocks, grad=grad, **opts)
+    if method == "cg":
+        return cg_stepper(fun, blocks, grad=grad, **opts)
+    raise InputError(f"method: expected one of {METHODS} or an optax GradientTransformation, "
+                     f"got {method!r}")
+
+
+def _verified_step(step, fun, grad, every: int, dtype):
+    """``step`` followed, every ``every`` iterations, by one directional check of ``grad``
+    against ``jax.jvp(fun)`` at the new point (inside the loop: ``lax.cond``, no host sync)."""
+    eps = float(jnp.finfo(dtype).eps)
+    thr = 100 * np.sqrt(eps)
+
+    def check(s):
+        x = s["x"]
+        leaves, tree = jax.tree_util.tree_flatten(x)
+        keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), s["k"]), len(leaves))
+        v = jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, a.shape, a.dtype)
+                                                for k, a in zip(keys, leaves)])
+        g = grad(*x)
+        hand = sum(jnp.sum(a * b) for a, b in zip(jax.tree_util.tree_leaves(g),
+                                                 jax.tree_util.tree_leaves(v)))
+        true = jax.jvp(lambda *b: fun(*b), tuple(x), tuple(v))[1]
+        n = sum(a.size for a in leaves)
+        gn = jnp.sqrt(sum(jnp.sum(a * a) for a in jax.tree_util.tree_leaves(g)))
+        vn = jnp.sqrt(sum(jnp.sum(a * a) for a in jax.tree_util.tree_leaves(v)))
+        scale = gn * vn / np.sqrt(n) + jnp.abs(true) + jnp.finfo(dtype).tiny
+        bad = jnp.abs(hand - true) > thr * scale
+        return {**s, "code": jnp.where(bad, MISMATCH, s["code"]).astype(s["code"].dtype)}
+
+    def wrapped(s):
+        s = step(s)
+        due = (s["k"] % every == 0) | (s["code"] != RUNNING)
+        return jax.lax.cond(due, check, lambda t: t, s)
+
+    return wrapped
+
+
+def minimize(fun: Callable, init, *, grad: Callable | None = None, method: Any = "auto",
+             verify: str | None = None, on_mismatch: str = "raise",
+             domains: Mapping | None = None, verify_every: int = 25,
+             max_iters: int | None = None, **solver_options) -> MinimizeResult:
+    """Minimise ``fun(*blocks)`` from ``init`` with a verified gradient.
+
+    Args:
+      fun: ``fun(*blocks) -> real scalar``.
+      init: a tuple of blocks (a lone array is one block).
+      grad: ``grad(*blocks)`` -> one gradient per block (a hand derivation); default
+        ``jax.grad`` of ``fun``.
+      method: ``"auto"`` (L-BFGS for an objective without an exact solve, recorded in
+        ``result.method``), ``"alternating"`` (the seed's block-coordinate descent, exact line
+        search), ``"lbfgs"``, ``"adam"``, ``"cg"`` (quadratics), or any optax
+        ``GradientTransformation``.
+      verify: ``"start"`` (default with a hand gradient): audit it at ``init`` before any
+        iteration (on the host: not under ``jit``); ``"always"``: also check it along a random
+        direction every ``verify_every`` iterations inside the loop, stopping with reason
+        ``"gradient mismatch"`` (under ``jit``/``vmap`` only the loop's checks run); ``"off"``:
+        no check (default without ``grad``: ``jax.grad`` needs none).
+      on_mismatch: at a failed start audit, ``"raise"`` :class:`GradientMismatch` (with the
+        report), ``"autodiff"`` continue with ``jax.grad`` (``result.verified`` says so), or
+        ``"warn"`` and continue with the hand gradient.
+      domains: the blocks' domains for the start audit (see :func:`~matgrad_jax.check_gradient`).
+      max_iters: default 20000 (the stopping rules, relative decrease and gradient norm, end a
+        run long before that when it converges).
+      solver_options: ``tol``, ``gtol``, and each method's own (``learning_rate``,
+        ``memory_size``, ``line_search``, ``preconditioners``, …).
+
+    Returns:
+      :class:`MinimizeResult` (``params``, ``value``, ``iterations``, ``converged``,
+      ``reason``, ``method``, ``verified``). With ``verify="off"`` or ``"always"`` the call
+      traces under ``jax.jit`` and ``jax.vmap``.
+    """
+    blocks = _blocks(init)
+    if verify is None:
+        verify = "start" if grad is not None else "off"
+    if verify not in VERIFY:
+        raise InputError(f"verify: expected one of {VERIFY}, got {verify!r}")
+    if on_mismatch not in ON_MISMATCH:
+        raise InputError(f"on_mismatch: expected one of {ON_MISMATCH}, got {on_mismatch!r}")
+    if not isinstance(verify_every, int) or verify_every < 1:
+        raise InputError(f"verify_every: expected an int >= 1, got {verify_every!r}")
+    max_iters = 20000 if max_iters is None else max_iters
+    check_solver_options(max_iters=max_iters)
+    chosen = AUTO_METHOD if (isinstance(method, str) and method == "auto") else method
+    if isinstance(chosen, str) and chosen not in METHODS:
+        raise InputError(f"method: expected one of {METHODS} or an optax GradientTransformation,"
+                         f" got {method!r}")
+    name = chosen if isinstance(chosen, str) else "optax"
+    nb = len(blocks)
+    autodiff = jax.grad(fun, argnums=tuple(range(nb)))
+    verified = verify
+    if grad is None:
+        g = autodiff
+        verified = "off"
+    else:
+        if not callable(grad):
+            raise InputError(f"grad: expected a callable or None, got {type(grad).__name__}")
+        _check_grad_shapes(fun, grad, blocks)
+        g = _as_tuple_grad(grad)
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(blocks))
+        if verify == "start" and traced:
+            raise InputError('verify="start" audits on the host and cannot run under '
+                             'jax.jit or jax.vmap; pass verify="off" or "always" there')
+        if verify in ("start", "always") and not traced:  # traced "always": the loop's checks
+            from .audit import check_gradient
+
+            report = check_gradient(fun, lambda *b: g(*b) if nb > 1 else g(*b)[0], blocks,
+                                    argnums=tuple(range(nb)) if nb > 1 else 0,
+                                    domains=domains, n_family=0)
+            if not report.passed:
+                if on_mismatch == "raise":
+                    raise GradientMismatch(report)
+                if on_mismatch == "autodiff":
+                    g, verified = autodiff, "autodiff fallback"
+                else:
+                    import warnings
+
+                    warnings.warn(f"minimize: {report.headline()}; continuing with the hand "
+                                  "gradient", RuntimeWarning, stacklevel=2)
+    st = _stepper(fun, blocks, g, chosen, dict(max_iters=max_iters, **solver_options))
+    if verify == "always" and verified == "always":
+        dtype = jnp.finfo(jnp.result_type(jax.tree_util.tree_leaves(blocks)[0])).dtype
+        st = Stepper(st.state, _verified_step(st.step, fun, g, verify_every, dtype), st.finish)
+    return MinimizeResult(run(st), name, verified)
+
+
+assert REASONS[MISMATCH] == "gradient mismatch"
