@@ -191,7 +191,7 @@ def unknown_options(where: str, options, known) -> None:
         for b in bad:
             close = difflib.get_close_matches(b, list(known), n=1)
             hints.append(f"{b!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise InputError(f"{where}: unknown option(s) {', '.join(hints)}; it takes "
+        raise InputError(f"{where}: unexpected option(s) {', '.join(hints)}; it takes "
                          f"{', '.join(sorted(known))}")
 
 

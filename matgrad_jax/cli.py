@@ -38,7 +38,7 @@ def cmd_audit(args) -> int:
     reports = audit_all(args.filter, names=keep)
     if not reports:
         return _fail(f"--filter {args.filter!r}: matches no derivation (names: "
-                     f"{', '.join(sorted(keep))})")
+                     f"{', '.join(d.name for d in derivations() if d.name in keep)})")
     rows = [r.summary_row() for r in reports]
     print(text_table(rows, {"source": 48, "where it holds": 44}))
     failed = [r for r in reports if not r.passed]

@@ -203,8 +203,16 @@ def _refuse_nonfinite(params) -> None:
     """(R, Q) with NaN/Inf rows are never handed back as an answer: the problems whose G was
     numerically singular are named (one host sync, after the solve). With ``full_result`` they
     come back with ``converged=False`` and reason ``"non-finite value"`` instead."""
-    bad = ~np.asarray(jax.jit(lambda R, Q: jnp.all(jnp.isfinite(R), axis=(-2, -1))
-                              & jnp.all(jnp.isfinite(Q), axis=(-2, -1)))(*params))
+    flags = jax.jit(lambda R, Q: jnp.all(jnp.isfinite(R), axis=(-2, -1))
+                    & jnp.all(jnp.isfinite(Q), axis=(-2, -1)))(*params)
+    if flags.ndim and not flags.is_fully_addressable:  # across hosts: each checks its own
+        idx = np.asarray(sorted(
+            (s.index[0].start or 0) + int(i) for s in flags.addressable_shards
+            for i in np.flatnonzero(~np.asarray(s.data))), dtype=int)
+        bad = np.zeros(flags.shape[0], bool)
+        bad[idx] = True
+    else:
+        bad = ~np.asarray(flags)
     if bad.ndim and bad.any():
         idx = np.flatnonzero(bad)
         raise InputError(f"problem(s) {', '.join(map(str, idx[:8]))}{'…' if idx.size > 8 else ''}"

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from matgrad_jax import InputError, check_gradient, check_hessian
+from matgrad_jax import InputError, check_gradient, check_hessian, examples
 from matgrad_jax.audit import DOMAINS, GradientReport
 from matgrad_jax.audit.checks import float64
 from matgrad_jax.testing import GradientAssertionError, assert_gradient
@@ -31,22 +31,11 @@ def arr(*shape, dtype=jnp.float64):
 
 # -- the factorisation: a missing factor 2 in the regulariser ------------------------------------
 
-LAM = 0.1
-
-
-def mf(U, V, X):
-    return jnp.sum((X - U @ V.T) ** 2) + LAM * (jnp.sum(U ** 2) + jnp.sum(V ** 2))
-
-
-def mf_grad(U, V, X):
-    E = X - U @ V.T
-    return -2 * E @ V + 2 * LAM * U, -2 * E.T @ U + 2 * LAM * V
-
-
-def mf_grad_missing_2(U, V, X):
-    E = X - U @ V.T
-    return -2 * E @ V + LAM * U, -2 * E.T @ U + LAM * V
-
+# the user's factorisation of matgrad_jax.examples, its hand gradients written there
+from matgrad_jax.examples import LAMBDA as LAM  # noqa: E402
+from matgrad_jax.examples import mf_gradient as mf_grad  # noqa: E402
+from matgrad_jax.examples import mf_gradient_missing_two as mf_grad_missing_2  # noqa: E402
+from matgrad_jax.examples import mf_objective as mf  # noqa: E402
 
 MF_ARGS = tuple(np.asarray(rng.standard_normal(s)) for s in ((60, 5), (40, 5), (60, 40)))
 
@@ -179,18 +168,9 @@ def test_where_it_holds_never_says_every_input_when_the_example_passes():
 
 # -- domains and the symmetric-gradient convention ---------------------------------------------
 
-def nll(Sigma, S):
-    return jnp.linalg.slogdet(Sigma)[1] + jnp.trace(jnp.linalg.solve(Sigma, S))
-
-
-def nll_grad(Sigma, S):
-    Si = jnp.linalg.inv(Sigma)
-    return Si - Si @ S @ Si
-
-
-def nll_grad_convention(Sigma, S):
-    G = nll_grad(Sigma, S)
-    return 2 * G - G * jnp.eye(G.shape[0], dtype=G.dtype)
+# the textbook gradient and the "symmetric gradient" 2G - G∘I, as matgrad_jax.examples has them
+nll, nll_grad, nll_grad_convention = (examples.nll_objective, examples.nll_gradient,
+                                      examples.nll_gradient_convention)
 
 
 def _nll_data(n=5, k=9):

@@ -34,6 +34,12 @@ def test_each_benchmark_writes_json(results):
     assert batch["max_abs_diff"] < 1e-10
     assert batch["batch_cold_s"] > 0 and batch["cold_throughput_ratio"] > 0
     assert docs["audit"]["results"][0]["passed"]
+    cold = docs["audit"]["cold"][0]
+    assert cold["check_gradient"]["passed"] and cold["check_gradient"]["cold_s"] > 0
+    assert cold["check_grads"]["cold_s"] > 0 and cold["ratio"] > 0
+    mini = docs["minimize"]["results"][0]
+    assert mini["variants"]["minimize, verify='always'"]["rel_gap"] < 1e-6
+    assert mini["verify_overhead"] > -1
     assert [r["devices"] for r in docs["devices"]["results"]] == [1, 2]
 
 

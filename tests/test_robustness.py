@@ -333,10 +333,10 @@ def test_low_precision_data_are_widened_and_bad_dtypes_named():
     (lambda s: solve_batch(s, ridge=np.ones(2)), "ridge: expected a scalar, got an array of "
                                                  "shape (2,)"),
     (lambda s: solve_batch(s, mesh="cpu"), "mesh: expected a jax.sharding.Mesh"),
-    (lambda s: solve_batch(s, max_iter=3), "unknown option(s) 'max_iter' (did you mean "
+    (lambda s: solve_batch(s, max_iter=3), "unexpected option(s) 'max_iter' (did you mean "
                                            "'max_iters'?)"),
     (lambda s: fit(channel.Problem(*(s[k][0] for k in channel.DATA_NAMES)), max_iter=3),
-     "fit: unknown option(s) 'max_iter' (did you mean 'max_iters'?)"),
+     "fit: unexpected option(s) 'max_iter' (did you mean 'max_iters'?)"),
 ])
 def test_unclear_errors_now_name_their_cause(call, message):
     stacked = {k: v[None] for k, v in _data().items()}

@@ -223,10 +223,10 @@ def _try_float64_hand(hand, S, P):
 
 
 def _call_jitted(fn, args):
-    """``fn(*args)`` compiled as one program (many small eager ops each compile separately);
-    plain call for code JAX cannot trace."""
+    """The structure, shapes and dtypes of ``fn(*args)``, by tracing alone (nothing compiles);
+    a plain call for code JAX cannot trace."""
     try:
-        return jax.jit(fn)(*args)
+        return jax.eval_shape(fn, *args)
     except (TypeError, jax.errors.JAXTypeError, jax.errors.ConcretizationTypeError):
         return fn(*args)
 

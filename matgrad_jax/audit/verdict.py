@@ -146,10 +146,10 @@ class Evaluation:
         n_entries = sum(int(self.spec.leaves[i].size) for i in S.diff)
         worst_h, worst_r, worst_ratio = 0.0, 0.0, 0.0
         try:
-            for p in cand:
-                at = P.leaves(S, p)
-                dirs = points.directions(rng, S, at, n_directions)
-                jvp = checks.forward(S, fun, at, dirs)
+            ats = [P.leaves(S, p) for p in cand]
+            all_dirs = [points.directions(rng, S, at, n_directions) for at in ats]
+            jvps = checks.forward(S, fun, ats, all_dirs)
+            for p, dirs, jvp in zip(cand, all_dirs, jvps):
                 hand_dd = checks.real_inner(self._grad_at(p), dirs)
                 ref_dd = checks.real_inner([np.asarray(r[p]) for r in self.ref], dirs)
                 vn = np.sqrt(sum(np.sum(np.abs(checks.up(d)) ** 2,

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "batch": "batch",
     "audit": "audit_cost",
     "devices": "devices",
+    "minimize": "minimize",
 }
 
 
