@@ -167,7 +167,10 @@ class Evaluation:
     # -- finite differences (no autodiff reference) ----------------------------------------------
     def finite_differences(self, fun, rng):
         S, P = self.spec, self.points
-        cand = [p for p in range(P.count) if self.status[p] == "ok"][:5]
+        ok = [p for p in range(P.count) if self.status[p] == "ok"]
+        firsts = [next(p for p in ok if P.labels[p] == lab) for lab in dict.fromkeys(
+            P.labels[ok].tolist())]  # one point of every family first, then the others
+        cand = (firsts + [p for p in ok if p not in firsts])[:max(5, len(firsts))]
         n_entries = sum(int(self.spec.leaves[i].size) for i in S.diff)
         for p in cand:
             at = P.leaves(S, p)
@@ -185,10 +188,10 @@ class Evaluation:
                 self.status[p] = "fail"
             self.fd.setdefault("hand", []).append(dd)
             self.fd.setdefault("fd", []).append(fd)
-        # points not reached by the finite differences were not tested
+        # points the finite differences did not reach were not tested (and are no finding)
         for p in range(P.count):
             if p not in cand and self.status[p] == "ok":
-                self.status[p] = "skipped"
+                self.status[p] = "unreached"
 
     # -- Taylor -----------------------------------------------------------------------------------
     def taylor(self, fun, rng, n_directions) -> dict:
@@ -238,7 +241,8 @@ def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientR
                             **base)
     report.reference_dtype = ev.ref_dtype
     report.statuses = {s: int((status == s).sum()) for s in
-                       ("ok", "fail", "nonfinite", "skipped", "kink") if (status == s).any()}
+                       ("ok", "fail", "nonfinite", "skipped", "kink", "unreached")
+                       if (status == s).any()}
     if tested.any():
         judged = np.where(np.isfinite(ev.err), ev.err, np.inf)
         ratio = np.where(tested, np.max(judged, axis=1) / ev.tol, -np.inf)
