@@ -41,39 +41,34 @@ class GradientMismatch(InputError):
         self.report = report
 
 
-@jax.tree_util.register_pytree_node_class
-class MinimizeResult:
-    """A :class:`~matgrad_jax.SolveResult` plus what ran: ``method`` (the one ``"auto"`` picked)
-    and ``verified`` (``"start"``, ``"always"``, ``"off"`` or ``"autodiff fallback"``). Every
-    field of the result is an attribute (``params``, ``value``, ``converged``, ``reason``, …)."""
+class MinimizeResult(SolveResult):
+    """A :class:`~matgrad_jax.SolveResult` (it is one: ``params``, ``value``, ``iterations``,
+    ``converged``, ``reason``, …) that also says what ran: ``method`` (the one ``"auto"``
+    picked) and ``verified`` (``"start"``, ``"always"``, ``"off"`` or ``"autodiff fallback"``).
+    A pytree whose two labels are static, so it passes through ``jit`` and ``vmap``."""
 
-    def __init__(self, result: SolveResult, method: str, verified: str):
-        self.result, self.method, self.verified = result, method, verified
-
-    def tree_flatten(self):
-        return (self.result,), (self.method, self.verified)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(children[0], *aux)
-
-    def __getattr__(self, name):
-        if name in ("result", "method", "verified"):
-            raise AttributeError(name)
-        return getattr(self.result, name)
+    def __new__(cls, result: SolveResult, method: str, verified: str):
+        obj = super().__new__(cls, *result)
+        obj.method, obj.verified = method, verified
+        return obj
 
     @property
-    def reason(self):
-        return self.result.reason
+    def result(self) -> SolveResult:
+        return SolveResult(*self)
 
     def __repr__(self):
         return (f"MinimizeResult(method={self.method!r}, verified={self.verified!r}, "
-                f"value={self.result.value}, iterations={self.result.iterations}, "
-                f"converged={self.result.converged}, reason={self.reason!r})")
+                f"value={self.value}, iterations={self.iterations}, "
+                f"converged={self.converged}, reason={self.reason!r})")
 
     def _repr_markdown_(self):
         return (self.result._repr_markdown_()
                 + f"\nmethod **{self.method}**, gradient verified: **{self.verified}**\n")
+
+
+jax.tree_util.register_pytree_node(
+    MinimizeResult, lambda r: (tuple(r), (r.method, r.verified)),
+    lambda aux, children: MinimizeResult(SolveResult(*children), *aux))
 
 
 def _blocks(init) -> tuple:

@@ -154,6 +154,7 @@ def test_wrong_gradient_raises_before_iterating():
 
 def test_right_gradient_matches_optax_lbfgs():
     res = mg.minimize(F, (U0, V0), grad=G)
+    assert isinstance(res, mg.SolveResult)
     assert res.verified == "start" and res.method == "lbfgs" and bool(res.converged)
     ref = mg.solvers.lbfgs(F, (U0, V0), max_iters=5000)  # jax.grad-driven optax L-BFGS
     assert abs(float(res.value) - float(ref.value)) <= 1e-8 * abs(float(ref.value))
@@ -185,8 +186,10 @@ def test_verify_always_catches_a_gradient_wrong_elsewhere():
 
 
 def test_minimize_traces_under_jit_and_vmap():
-    solve = jax.jit(lambda U, V: mg.minimize(F, (U, V), grad=G, verify="always").value)
-    assert (float(solve(U0, V0)) - FSTAR) / FSTAR < 1e-8
+    solve = jax.jit(lambda U, V: mg.minimize(F, (U, V), grad=G, verify="always"))
+    res = solve(U0, V0)
+    assert (res.method, res.verified) == ("lbfgs", "always")
+    assert (float(res.value) - FSTAR) / FSTAR < 1e-8
     starts = jnp.stack([U0, 1.1 * U0]), jnp.stack([V0, 0.9 * V0])
     vals = jax.vmap(lambda U, V: mg.minimize(F, (U, V), grad=G, verify="off").value)(*starts)
     assert np.all((np.asarray(vals) - FSTAR) / FSTAR < 1e-7)
