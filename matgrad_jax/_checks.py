@@ -236,3 +236,47 @@ def check_solver_options(*, max_iters=None, tol=None, gtol=None, learning_rate=N
         v = float(x)
         if not np.isfinite(v) or v < 0:
             raise InputError(f"{name}: expected a finite real number >= 0, got {v}")
+
+
+def check_blocks(init) -> tuple:
+    """``init`` as a tuple of float blocks (a lone array is one block), or :class:`InputError`
+    naming ``init``."""
+    if isinstance(init, (tuple, list)):
+        if not init:
+            raise InputError("init: expected a tuple of blocks (arrays), got an empty one")
+        blocks = tuple(init)
+    elif hasattr(init, "shape") and hasattr(init, "dtype"):
+        blocks = (init,)
+    else:
+        raise InputError(f"init: expected an array or a tuple of arrays (one per block), got "
+                         f"{type(init).__name__}")
+    out = []
+    for i, b in enumerate(blocks):
+        leaves = jax.tree_util.tree_leaves(b)
+        if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+                                 for x in leaves):
+            raise InputError(f"init[{i}]: expected a float array (or pytree of them), got "
+                             f"{type(b).__name__}")
+        out.append(jax.tree_util.tree_map(jnp.asarray, b))
+    return tuple(out)
+
+
+def check_block_gradient(grad, blocks) -> None:
+    """The hand gradient's structure against the blocks, before anything iterates (a wrong
+    shape would otherwise surface as 'jvp called with different primal and tangent shapes')."""
+    try:
+        out = jax.eval_shape(grad, *blocks)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"grad: raised {type(exc).__name__} at init: {exc}") from None
+    if len(blocks) == 1 and not isinstance(out, (tuple, list)):
+        out = (out,)
+    out = tuple(out) if isinstance(out, (tuple, list)) else out
+    want = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), blocks)
+    if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(want):
+        raise InputError(f"grad: returned {jax.tree_util.tree_structure(out)}; expected one "
+                         f"gradient per block of init, {jax.tree_util.tree_structure(want)}")
+    for i, (g, b) in enumerate(zip(jax.tree_util.tree_leaves(out),
+                                   jax.tree_util.tree_leaves(want))):
+        if tuple(g.shape) != tuple(b.shape):
+            raise InputError(f"grad: its gradient {i} has shape {tuple(g.shape)}; expected "
+                             f"{tuple(b.shape)} (the shape of its block)")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._checks import InputError, check_solver_options
+from ._checks import InputError, check_block_gradient, check_blocks, check_solver_options
 from .solvers.alternating import alternating_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper, optax_stepper
 from .solvers.result import MISMATCH, REASONS, RUNNING, SolveResult
@@ -69,48 +69,6 @@ class MinimizeResult(SolveResult):
 jax.tree_util.register_pytree_node(
     MinimizeResult, lambda r: (tuple(r), (r.method, r.verified)),
     lambda aux, children: MinimizeResult(SolveResult(*children), *aux))
-
-
-def _blocks(init) -> tuple:
-    if isinstance(init, (tuple, list)):
-        if not init:
-            raise InputError("init: expected a tuple of blocks (arrays), got an empty one")
-        blocks = tuple(init)
-    elif hasattr(init, "shape") and hasattr(init, "dtype"):
-        blocks = (init,)
-    else:
-        raise InputError(f"init: expected an array or a tuple of arrays (one per block), got "
-                         f"{type(init).__name__}")
-    out = []
-    for i, b in enumerate(blocks):
-        leaves = jax.tree_util.tree_leaves(b)
-        if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-                                 for x in leaves):
-            raise InputError(f"init[{i}]: expected a float array (or pytree of them), got "
-                             f"{type(b).__name__}")
-        out.append(jax.tree_util.tree_map(jnp.asarray, b))
-    return tuple(out)
-
-
-def _check_grad_shapes(fun, grad, blocks):
-    """The hand gradient's structure against the blocks, before anything iterates (a wrong
-    shape would otherwise surface as 'jvp called with different primal and tangent shapes')."""
-    try:
-        out = jax.eval_shape(grad, *blocks)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"grad: raised {type(exc).__name__} at init: {exc}") from None
-    if len(blocks) == 1 and not isinstance(out, (tuple, list)):
-        out = (out,)
-    out = tuple(out) if isinstance(out, (tuple, list)) else out
-    want = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), blocks)
-    if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(want):
-        raise InputError(f"grad: returned {jax.tree_util.tree_structure(out)}; expected one "
-                         f"gradient per block of init, {jax.tree_util.tree_structure(want)}")
-    for i, (g, b) in enumerate(zip(jax.tree_util.tree_leaves(out),
-                                   jax.tree_util.tree_leaves(want))):
-        if tuple(g.shape) != tuple(b.shape):
-            raise InputError(f"grad: its gradient {i} has shape {tuple(g.shape)}; expected "
-                             f"{tuple(b.shape)} (the shape of its block)")
 
 
 def _as_tuple_grad(grad):
@@ -200,7 +158,7 @@ def minimize(fun: Callable, init, *, grad: Callable | None = None, method: Any =
       ``reason``, ``method``, ``verified``). With ``verify="off"`` or ``"always"`` the call
       traces under ``jax.jit`` and ``jax.vmap``.
     """
-    blocks = _blocks(init)
+    blocks = check_blocks(init)
     if verify is None:
         verify = "start" if grad is not None else "off"
     if verify not in VERIFY:
@@ -225,7 +183,7 @@ def minimize(fun: Callable, init, *, grad: Callable | None = None, method: Any =
     else:
         if not callable(grad):
             raise InputError(f"grad: expected a callable or None, got {type(grad).__name__}")
-        _check_grad_shapes(fun, grad, blocks)
+        check_block_gradient(grad, blocks)
         g = _as_tuple_grad(grad)
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(blocks))
         if verify == "start" and traced:

@@ -255,3 +255,10 @@ def test_readme_own_derivation_quick_start_runs(tmp_path):
                          "mf.py", "-q", "-p", "no:cacheprovider"], capture_output=True,
                         text=True, cwd=tmp_path, timeout=300)
     assert "1 failed, 1 passed" in pt.stdout, pt.stdout[-2000:]
+
+
+def test_alternating_minimize_checks_init_and_grad_shapes():
+    with pytest.raises(mg.InputError, match="init: expected an array or a tuple of arrays"):
+        mg.alternating_minimize(F, {"U": U0}, grad=G)
+    with pytest.raises(mg.InputError, match=r"grad: its gradient 0 has shape \(5, 60\)"):
+        mg.alternating_minimize(F, (U0, V0), grad=lambda U, V: (U.T, V))

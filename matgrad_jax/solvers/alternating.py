@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._checks import check_solver_options
+from .._checks import check_block_gradient, check_blocks, check_solver_options
 from .linesearch import armijo_backtracking, exact_step_length
 from .result import (
     RUNNING,
@@ -77,6 +77,9 @@ def alternating_minimize(
     Returns:
       :class:`SolveResult`; the loop runs in one ``lax.while_loop``, so the call jits and vmaps.
     """
+    init = check_blocks(init)
+    if grad is not None:
+        check_block_gradient(grad, init)
     return run(alternating_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol,
                                    gtol=gtol, line_search=line_search,
                                    preconditioners=preconditioners, optimizers=optimizers))
