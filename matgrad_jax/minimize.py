@@ -125,7 +125,7 @@ def _verified_step(step, fun, grad, every: int, dtype):
 
 
 def minimize(fun: Callable, init, *, grad: Callable | None = None, method: Any = "auto",
-             verify: str | None = None, on_mismatch: str = "raise",
+             verify: str = "start", on_mismatch: str = "raise",
              domains: Mapping | None = None, verify_every: int = 25,
              max_iters: int | None = None, **solver_options) -> MinimizeResult:
     """Minimise ``fun(*blocks)`` from ``init`` with a verified gradient.
@@ -139,11 +139,12 @@ def minimize(fun: Callable, init, *, grad: Callable | None = None, method: Any =
         ``result.method``), ``"alternating"`` (the seed's block-coordinate descent, exact line
         search), ``"lbfgs"``, ``"adam"``, ``"cg"`` (quadratics), or any optax
         ``GradientTransformation``.
-      verify: ``"start"`` (default with a hand gradient): audit it at ``init`` before any
+      verify: ``"start"`` (default): audit it at ``init`` before any
         iteration (on the host: not under ``jit``); ``"always"``: also check it along a random
         direction every ``verify_every`` iterations inside the loop, stopping with reason
         ``"gradient mismatch"`` (under ``jit``/``vmap`` only the loop's checks run); ``"off"``:
-        no check (default without ``grad``: ``jax.grad`` needs none).
+        no check. Without ``grad`` there is nothing to verify (``jax.grad`` is used) and
+        ``result.verified`` is ``"off"``.
       on_mismatch: at a failed start audit, ``"raise"`` :class:`GradientMismatch` (with the
         report), ``"autodiff"`` continue with ``jax.grad`` (``result.verified`` says so), or
         ``"warn"`` and continue with the hand gradient.
@@ -159,8 +160,6 @@ def minimize(fun: Callable, init, *, grad: Callable | None = None, method: Any =
       traces under ``jax.jit`` and ``jax.vmap``.
     """
     blocks = check_blocks(init)
-    if verify is None:
-        verify = "start" if grad is not None else "off"
     if verify not in VERIFY:
         raise InputError(f"verify: expected one of {VERIFY}, got {verify!r}")
     if on_mismatch not in ON_MISMATCH:

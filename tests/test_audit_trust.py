@@ -178,9 +178,15 @@ def _nll_data(n=5, k=9):
     return jnp.asarray(N @ N.T / k), jnp.asarray(M @ M.T / n + np.eye(n))
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_gaussian_nll_on_spd(dtype):
-    S, Sig = (a.astype(dtype) for a in _nll_data())
+@pytest.mark.parametrize("x64_on, dtype", [(True, "float64"), (True, "float32"),
+                                           (False, "float32")])
+def test_gaussian_nll_on_spd(x64_on, dtype):
+    with x64(x64_on):
+        _gaussian_nll_on_spd(dtype)
+
+
+def _gaussian_nll_on_spd(dtype):
+    S, Sig = (jnp.asarray(a, dtype) for a in _nll_data())
     ok = check_gradient(nll, nll_grad, (Sig, S), domains={"Sigma": "spd"})
     assert ok.passed, ok.message
     by_name = check_gradient(nll, nll_grad, (Sig, S), argnums="Sigma",

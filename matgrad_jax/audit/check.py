@@ -113,7 +113,7 @@ def _check(fun, grad_fun, args, argnums, arg_names, doms, vary_data, seed, n_per
 
     # 1. The hand gradient's structure at the example point. ------------------------------------
     try:
-        g0 = _call_jitted(grad_fun, args)
+        g0 = _traced_output(grad_fun, args)
     except Exception as exc:  # noqa: BLE001 - the user's gradient raised: that is the finding
         return verdict.finish(GradientReport(
             False, "error", float("inf"), "error", 0.0, dtype=_dtype_name(S.leaves[S.diff[0]]),
@@ -222,7 +222,7 @@ def _try_float64_hand(hand, S, P):
     return out
 
 
-def _call_jitted(fn, args):
+def _traced_output(fn, args):
     """The structure, shapes and dtypes of ``fn(*args)``, by tracing alone (nothing compiles);
     a plain call for code JAX cannot trace."""
     try:
