@@ -3,16 +3,39 @@
 from . import identities, problems
 from ._checks import InputError
 from .audit import GradientReport, check_gradient, check_hessian
+from .audit.derivation import check_derivation
+from .audit.derivation_report import DerivationReport, LineResult
+from .audit.steps import Step, from_gradient, step
 from .fit import fit
 from .minimize import GradientMismatch, MinimizeResult, minimize
-from .registry import Derivation, derivation, derivations, register, unregister
+from .registry import (
+    Chain,
+    Derivation,
+    chains,
+    derivation,
+    derivations,
+    register,
+    register_chain,
+    unregister,
+    unregister_chain,
+)
 from .scale import solve_batch, solve_rows
 from .solvers import SolveResult, alternating_minimize
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chain",
     "Derivation",
+    "DerivationReport",
+    "LineResult",
+    "Step",
+    "chains",
+    "check_derivation",
+    "from_gradient",
+    "register_chain",
+    "step",
+    "unregister_chain",
     "GradientReport",
     "GradientMismatch",
     "InputError",

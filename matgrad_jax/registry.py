@@ -33,6 +33,8 @@ class Derivation:
       hvp: ``hvp(*args, v)``, a hand Hessian-vector product, audited by
         :func:`~matgrad_jax.check_hessian` (None: none given).
       builtin: True for the seeds' derivations that ship with matgrad_jax.
+      chain: the name of the registered chain (:func:`register_chain`) that derives this
+        gradient line by line, if any; ``matgrad audit`` shows its first wrong line.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Derivation:
     domains: dict | None = field(default=None, compare=False)
     hvp: Callable | None = field(default=None, compare=False)
     builtin: bool = field(default=False, compare=False)
+    chain: str | None = field(default=None, compare=False)
 
 
 _REGISTRY: dict[str, Derivation] = {}
@@ -68,7 +71,8 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums,
              example_args, arg_names: Sequence[str] | None = None,
              domains: Mapping | None = None, source: str = "", published: bool = False,
              hvp: Callable | None = None, notes: str = "", formula: str = "",
-             replace: bool = False, builtin: bool = False) -> Derivation:
+             replace: bool = False, builtin: bool = False, chain: str | None = None
+             ) -> Derivation:
     """Register a hand-derived ``gradient`` of ``objective`` under ``name``.
 
     Args:
@@ -78,7 +82,7 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums,
       argnums: an index, a name, or a tuple of them.
       example_args: the arguments to audit at: a tuple, or ``example_args(seed) -> tuple``.
       arg_names: default: ``objective``'s parameter names.
-      domains, source, published, hvp, notes: see :class:`Derivation`.
+      domains, source, published, hvp, notes, chain: see :class:`Derivation`.
       replace: replace an existing derivation of that name (else :class:`InputError`).
 
     Returns:
@@ -119,7 +123,7 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums,
                    arg_names=arg_names, source=source, published=bool(published),
                    example_args=_example_callable(name, example_args), notes=notes,
                    formula=formula, domains=dict(domains) if domains else None, hvp=hvp,
-                   builtin=builtin)
+                   builtin=builtin, chain=chain)
     _REGISTRY[name] = d
     return d
 
@@ -199,6 +203,98 @@ def load_targets(targets: Sequence[str]) -> list[str]:
     return found
 
 
+# ---- derivation chains: a derivation line by line ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A hand derivation line by line (:func:`~matgrad_jax.check_derivation`'s steps) beside its
+    objective, with its source.
+
+    Attributes:
+      name: e.g. ``"channel/phi"`` or a user's ``"mf/chain"``.
+      objective: ``objective(*args) -> scalar`` φ.
+      steps: the lines (:class:`~matgrad_jax.audit.steps.Step`), each with its text and source.
+      argnums, arg_names, domains, example_args, source, notes, builtin: as in
+        :class:`Derivation`.
+    """
+
+    name: str
+    objective: Callable
+    steps: tuple
+    argnums: int | tuple[int, ...]
+    arg_names: tuple[str, ...]
+    example_args: Callable[..., tuple]
+    source: str = ""
+    domains: dict | None = field(default=None, compare=False)
+    notes: str = ""
+    builtin: bool = field(default=False, compare=False)
+
+    def check(self, seed: int = 0, **options):
+        """Audit every line (:func:`~matgrad_jax.check_derivation`) at the example arguments
+        ``example_args(seed)``; options as there. Returns a ``DerivationReport``."""
+        from .audit.derivation import check_derivation
+
+        return check_derivation(self.objective, self.steps, self.example_args(seed),
+                                argnums=self.argnums, arg_names=self.arg_names,
+                                domains=self.domains, seed=seed, name=self.name,
+                                source=self.source, **options)
+
+
+_CHAINS: dict[str, Chain] = {}
+
+
+def register_chain(name: str, objective: Callable, steps, *, argnums, example_args,
+                   arg_names: Sequence[str] | None = None, domains: Mapping | None = None,
+                   source: str = "", notes: str = "", replace: bool = False,
+                   builtin: bool = False) -> Chain:
+    """Register a derivation's lines under ``name`` (``matgrad audit`` and :func:`chains` list
+    it). ``steps`` as in :func:`~matgrad_jax.check_derivation`; the rest as in
+    :func:`register`."""
+    from .audit.steps import normalize
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InputError(f"name: expected a non-empty name of letters, digits and _ . : - /, "
+                         f"got {name!r}")
+    if name in _CHAINS and not replace:
+        raise InputError(f"name: a chain {name!r} is registered already; pass replace=True "
+                         "to replace it")
+    if not callable(objective):
+        raise InputError(f"objective of {name!r}: expected a callable, got "
+                         f"{type(objective).__name__}")
+    if arg_names is None:
+        try:
+            arg_names = tuple(p.name for p in inspect.signature(objective).parameters.values()
+                              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+        except (TypeError, ValueError):
+            arg_names = ()
+    c = Chain(name=name, objective=objective, steps=normalize(steps),
+              argnums=tuple(argnums) if isinstance(argnums, list) else argnums,
+              arg_names=tuple(arg_names), example_args=_example_callable(name, example_args),
+              source=source, domains=dict(domains) if domains else None, notes=notes,
+              builtin=builtin)
+    _CHAINS[name] = c
+    return c
+
+
+def unregister_chain(name: str) -> None:
+    """Remove a chain."""
+    _CHAINS.pop(name, None)
+
+
+def chains(pattern: str | None = None, *, builtin: bool | None = None) -> tuple[Chain, ...]:
+    """All registered derivation chains (the seeds' first), or those whose name contains
+    ``pattern``; ``builtin=True/False`` keeps only the seeds' or only the user's."""
+    out = tuple(_CHAINS.values())
+    if builtin is not None:
+        out = tuple(c for c in out if c.builtin == builtin)
+    if pattern is not None:
+        out = tuple(c for c in out if pattern in c.name)
+    return out
+
+
 from .problems import register_builtins  # noqa: E402  (the seeds, through register())
+from .problems.chains import register_chains  # noqa: E402
 
 register_builtins(register)
+register_chains(register_chain)

@@ -1,9 +1,11 @@
-"""Audit every registered derivation (and its Hessian product, where it has one)."""
+"""Audit every registered derivation (and its Hessian product, where it has one), and every
+registered derivation chain line by line."""
 
 from __future__ import annotations
 
-from ..registry import Derivation, derivations
+from ..registry import Derivation, chains, derivations
 from .check import check_gradient
+from .derivation_report import DerivationReport
 from .hessian import check_hessian
 from .report import GradientReport
 
@@ -34,3 +36,29 @@ def audit_all(pattern: str | None = None, *, names=None, **options) -> list[Grad
         if d.hvp is not None:
             out.append(audit_hessian(d, **options))
     return out
+
+
+def audit_chains(pattern: str | None = None, *, names=None, **options
+                 ) -> list[DerivationReport]:
+    """``chain.check()`` for every registered chain whose name contains ``pattern`` (and is in
+    ``names``, when given)."""
+    return [c.check(**options) for c in chains(pattern)
+            if names is None or c.name in names]
+
+
+def first_wrong_line(report: DerivationReport | None) -> str:
+    """The table cell for a derivation's chain: ``"8: ∂φ/∂Q = 2(BD−F)"``, ``"none"``, or
+    ``"—"`` (no chain)."""
+    if report is None:
+        return "—"
+    return report.summary()
+
+
+def chain_row(r: DerivationReport) -> dict[str, str]:
+    """One row of the chains' table."""
+    wrong = r.lines[r.first_wrong] if r.first_wrong is not None else None
+    return {"chain": r.name or "", "verdict": r.verdict,
+            "lines": f"{sum(ln.passed for ln in r.lines)}/{len(r.lines)} hold",
+            "first wrong line": first_wrong_line(r),
+            "what is wrong there": (wrong.explanation or wrong.message) if wrong else "",
+            "source": r.source or ""}

@@ -47,6 +47,13 @@ _GRAM = [
 ]
 
 
+# the chains (problems/chains.py) that derive the published formulas line by line
+_CHANNEL_CHAINS = {"published": "channel/phi", "kron_identity": "channel/kron_identity"}
+_GRAM_CHAINS = {("frobenius", "published"): "gram/frobenius",
+                ("frobenius_squared", "published"): "gram/frobenius",
+                ("spectral", "published"): "gram/spectral"}
+
+
 def channel_hvp(R, Q, A, B, Z, P, S, W, v):
     """``Problem.hvp``, the closed-form Hessian product of seed 1 (a quadratic in (R, Q))."""
     return channel.Problem.from_stats(channel.channel_statistics(A, B, Z, P, S, W)).hvp(*v)
@@ -59,10 +66,12 @@ def register_builtins(register) -> None:
                  arg_names=channel.ARG_NAMES, source=source, published=published,
                  example_args=channel.example_args, notes=notes, formula=formula,
                  domains=dict.fromkeys(channel.DATA_NAMES, "general"),
-                 hvp=channel_hvp if variant == "structured" else None, builtin=True)
+                 hvp=channel_hvp if variant == "structured" else None, builtin=True,
+                 chain=_CHANNEL_CHAINS.get(variant))
     for obj_name, obj, grads, meta in _GRAM:
         for variant, (published, source, formula, notes) in meta.items():
             register(f"gram/{obj_name}/{variant}", obj, grads[variant], argnums=0,
                      arg_names=("B", "Q"), source=source, published=published,
                      example_args=gram.example_args, notes=notes, formula=formula,
-                     domains={"Q": "general"}, builtin=True)
+                     domains={"Q": "general"}, builtin=True,
+                 chain=_GRAM_CHAINS.get((obj_name, variant)))
