@@ -5,6 +5,7 @@ from ._checks import InputError
 from .audit import GradientReport, check_gradient, check_hessian
 from .audit.derivation import check_derivation
 from .audit.derivation_report import DerivationReport, LineResult
+from .audit.latex import check_derivation_latex
 from .audit.steps import Step, from_gradient, step
 from .fit import fit
 from .minimize import GradientMismatch, MinimizeResult, minimize
@@ -32,6 +33,7 @@ __all__ = [
     "Step",
     "chains",
     "check_derivation",
+    "check_derivation_latex",
     "from_gradient",
     "register_chain",
     "step",

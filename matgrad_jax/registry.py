@@ -57,6 +57,25 @@ _REGISTRY: dict[str, Derivation] = {}
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-/]+$")
 
 
+def _check_new_name(name, registry: dict, what: str, replace: bool) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InputError(f"name: expected a non-empty name of letters, digits and _ . : - /, "
+                         f"got {name!r}")
+    if name in registry and not replace:
+        raise InputError(f"name: a {what} {name!r} is registered already; pass replace=True "
+                         "to replace it")
+
+
+def _signature_names(objective, arg_names) -> tuple[str, ...]:
+    if arg_names is not None:
+        return tuple(arg_names)
+    try:
+        return tuple(p.name for p in inspect.signature(objective).parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    except (TypeError, ValueError):
+        return ()
+
+
 def _example_callable(name: str, example_args) -> Callable[..., tuple]:
     if callable(example_args):
         return example_args
@@ -88,25 +107,14 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums,
     Returns:
       The :class:`Derivation`.
     """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InputError(f"name: expected a non-empty name of letters, digits and _ . : - /, "
-                         f"got {name!r}")
-    if name in _REGISTRY and not replace:
-        raise InputError(f"name: a derivation {name!r} is registered already; pass "
-                         "replace=True to replace it")
+    _check_new_name(name, _REGISTRY, "derivation", replace)
     for what, fn in (("objective", objective), ("gradient", gradient)):
         if not callable(fn):
             raise InputError(f"{what} of {name!r}: expected a callable, got "
                              f"{type(fn).__name__}")
     if hvp is not None and not callable(hvp):
         raise InputError(f"hvp of {name!r}: expected a callable or None")
-    if arg_names is None:
-        try:
-            arg_names = tuple(p.name for p in inspect.signature(objective).parameters.values()
-                              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-        except (TypeError, ValueError):
-            arg_names = ()
-    arg_names = tuple(arg_names)
+    arg_names = _signature_names(objective, arg_names)
     names = arg_names
 
     def index(a):
@@ -154,12 +162,13 @@ def derivations(pattern: str | None = None, *, builtin: bool | None = None
     """All registered derivations (built-ins first, then the user's, in registration order),
     or those whose name contains ``pattern``; ``builtin=True/False`` keeps only the seeds' or
     only the user's."""
-    out = tuple(_REGISTRY.values())
-    if builtin is not None:
-        out = tuple(d for d in out if d.builtin == builtin)
-    if pattern is not None:
-        out = tuple(d for d in out if pattern in d.name)
-    return out
+    return _select(_REGISTRY, pattern, builtin)
+
+
+def _select(registry: dict, pattern, builtin) -> tuple:
+    return tuple(x for x in registry.values()
+                 if (builtin is None or x.builtin == builtin)
+                 and (pattern is None or pattern in x.name))
 
 
 def load_targets(targets: Sequence[str]) -> list[str]:
@@ -253,21 +262,11 @@ def register_chain(name: str, objective: Callable, steps, *, argnums, example_ar
     :func:`register`."""
     from .audit.steps import normalize
 
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InputError(f"name: expected a non-empty name of letters, digits and _ . : - /, "
-                         f"got {name!r}")
-    if name in _CHAINS and not replace:
-        raise InputError(f"name: a chain {name!r} is registered already; pass replace=True "
-                         "to replace it")
+    _check_new_name(name, _CHAINS, "chain", replace)
     if not callable(objective):
         raise InputError(f"objective of {name!r}: expected a callable, got "
                          f"{type(objective).__name__}")
-    if arg_names is None:
-        try:
-            arg_names = tuple(p.name for p in inspect.signature(objective).parameters.values()
-                              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-        except (TypeError, ValueError):
-            arg_names = ()
+    arg_names = _signature_names(objective, arg_names)
     c = Chain(name=name, objective=objective, steps=normalize(steps),
               argnums=tuple(argnums) if isinstance(argnums, list) else argnums,
               arg_names=tuple(arg_names), example_args=_example_callable(name, example_args),
@@ -285,12 +284,7 @@ def unregister_chain(name: str) -> None:
 def chains(pattern: str | None = None, *, builtin: bool | None = None) -> tuple[Chain, ...]:
     """All registered derivation chains (the seeds' first), or those whose name contains
     ``pattern``; ``builtin=True/False`` keeps only the seeds' or only the user's."""
-    out = tuple(_CHAINS.values())
-    if builtin is not None:
-        out = tuple(c for c in out if c.builtin == builtin)
-    if pattern is not None:
-        out = tuple(c for c in out if pattern in c.name)
-    return out
+    return _select(_CHAINS, pattern, builtin)
 
 
 from .problems import register_builtins  # noqa: E402  (the seeds, through register())

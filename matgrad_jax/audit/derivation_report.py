@@ -73,6 +73,8 @@ class DerivationReport:
       lines: one :class:`LineResult` per step, in order.
       verdict: ``pass``, ``fail`` or ``untested`` (no line failed, but some was not tested).
       message: a paragraph for a person; its first sentence is the verdict.
+      unparsed: from :func:`~matgrad_jax.audit.latex.check_derivation_latex`, the lines not
+        read as steps (identities, definitions outside the dialect), as ``(text, reason)``.
     """
 
     lines: list[LineResult]
@@ -87,6 +89,7 @@ class DerivationReport:
     directions: int = 0
     seconds: float = 0.0
     kind: str = "derivation"
+    unparsed: list = field(default_factory=list)
 
     def headline(self) -> str:
         if self.first_wrong is None:
