@@ -483,11 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="audit every derivation and run a demo fit (built-in data)")
     r.add_argument("--out", default=None, help="folder for run.json")
     r.set_defaults(func=cmd_run)
-    a = sub.add_parser("audit", help="audit registered derivations (the seeds', or those a file "
-                       "or module registers); exit 1 if any fails")
+    a = sub.add_parser("audit", help="audit registered derivations and derivation chains line "
+                       "by line (the seeds', or those a file or module registers); exit 1 if "
+                       "any fails")
     a.add_argument("targets", nargs="*", metavar="TARGET",
                    help="a Python file (derivs.py) or importable module (pkg.derivs) that "
-                        "registers derivations when imported; only theirs are audited")
+                        "registers derivations or chains when imported; only theirs are "
+                        "audited")
     a.add_argument("--builtin", action="store_true",
                    help="with TARGETs: audit the seeds' derivations too")
     a.add_argument("--filter", default=None, help="only derivations whose name contains this")

@@ -4,8 +4,9 @@ derivation the user registered, and a ``gradient_audit`` fixture audits and asse
 * ``pytest --matgrad``: after your test modules are imported (they register derivations with
   :func:`matgrad_jax.register` or ``@matgrad_jax.derivation``) and after each
   ``--matgrad-target TARGET`` (a file or module) is, every registered derivation becomes an item
-  ``matgrad::<name>`` that fails with its audit report; the seeds' own only with
-  ``--matgrad-builtin``.
+  ``matgrad::<name>`` that fails with its audit report, and every registered derivation chain
+  (:func:`matgrad_jax.register_chain`) an item ``matgrad::chain:<name>`` that fails with the
+  first wrong line; the seeds' own only with ``--matgrad-builtin``.
 * ``gradient_audit(fun, grad_fun, args, **options)``: :func:`matgrad_jax.testing.assert_gradient`.
 
 Nothing is imported (not even JAX) unless ``--matgrad`` is given or the fixture is used.
@@ -57,6 +58,31 @@ class DerivationItem(pytest.Item):
         return self.path, None, f"matgrad: {self.derivation.name}"
 
 
+class ChainFailure(AssertionError):
+    """A chain with a wrong (or untested) line; its message is the line-by-line report."""
+
+
+class ChainItem(pytest.Item):
+    """One registered derivation chain, checked line by line."""
+
+    def __init__(self, *, chain, **kwargs):
+        super().__init__(**kwargs)
+        self.chain = chain
+
+    def runtest(self):
+        report = self.chain.check()
+        if not report.passed:
+            raise ChainFailure(f"{report.headline()}\n\n{report.to_markdown()}")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ChainFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"matgrad: chain {self.chain.name}"
+
+
 class DerivationCollector(pytest.Collector):
     def collect(self):
         return []
@@ -66,7 +92,7 @@ def pytest_collection_modifyitems(session, config, items):
     if not config.getoption("matgrad"):
         return
     from matgrad_jax._checks import InputError
-    from matgrad_jax.registry import derivations, load_targets
+    from matgrad_jax.registry import chains, derivations, load_targets
 
     try:
         load_targets(config.getoption("matgrad_target"))
@@ -74,11 +100,14 @@ def pytest_collection_modifyitems(session, config, items):
         raise pytest.UsageError(f"--matgrad-target {exc}") from None
     builtin = config.getoption("matgrad_builtin")
     chosen = [d for d in derivations() if builtin or not d.builtin]
-    if not chosen:
+    chosen_chains = [c for c in chains() if builtin or not c.builtin]
+    if not chosen and not chosen_chains:
         return
     parent = DerivationCollector.from_parent(session, name="matgrad")
     for d in chosen:
         items.append(DerivationItem.from_parent(parent, name=d.name, derivation=d))
+    for c in chosen_chains:
+        items.append(ChainItem.from_parent(parent, name=f"chain:{c.name}", chain=c))
 
 
 @pytest.fixture

@@ -311,3 +311,53 @@ def test_readme_line_by_line_quick_start_runs():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "1 term-sign 2EᵀU:dV"
     assert "# 1 term-sign 2EᵀU:dV" in block  # the README shows what it prints
+
+
+def test_pytest_matgrad_collects_a_users_chain(tmp_path):
+    (tmp_path / "chain.py").write_text(USER_CHAIN)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--matgrad", "--matgrad-target",
+                           "chain.py", "-q", "-p", "no:cacheprovider"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "FAILED ::matgrad::chain:ls/chain" in proc.stdout
+    assert "the first wrong line is line 3" in proc.stdout
+
+
+def test_gaussian_nll_in_an_spd_matrix_and_the_symmetric_convention():
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((5, 5))
+    Sig = jnp.asarray(G @ G.T / 5 + np.eye(5))
+    Y = rng.standard_normal((5, 40))
+    S = jnp.asarray(Y @ Y.T / 40)
+    nll = lambda Sig, S: jnp.linalg.slogdet(Sig)[1] + jnp.trace(jnp.linalg.solve(Sig, S))  # noqa
+    inv = jnp.linalg.inv
+    grad = lambda Sig, S: inv(Sig) - inv(Sig) @ S @ inv(Sig)  # noqa: E731
+    steps = [
+        ("dφ = tr(Σ⁻¹dΣ) − tr(Σ⁻¹SΣ⁻¹dΣ)",
+         lambda Sig, S, d: jnp.trace(inv(Sig) @ d) - jnp.trace(inv(Sig) @ S @ inv(Sig) @ d)),
+        ("∂φ/∂Σ = Σ⁻¹ − Σ⁻¹SΣ⁻¹", mg.from_gradient(grad)),
+        ("'symmetric gradient' 2G − G∘I",
+         mg.from_gradient(lambda Sig, S: 2 * grad(Sig, S) - grad(Sig, S) * jnp.eye(5))),
+    ]
+    r = mg.check_derivation(nll, steps, (Sig, S), domains={"Sig": "spd"})
+    assert r.first_wrong == 2 and r.lines[1].passed, r.to_markdown()
+    assert r.lines[2].diagnosis == "symmetric-convention"
+
+
+def test_pytree_argument_and_a_dict_gradient():
+    rng = np.random.default_rng(0)
+    p = {"W": jnp.asarray(rng.standard_normal((3, 4))), "b": jnp.asarray(rng.standard_normal(3))}
+    X = jnp.asarray(rng.standard_normal((4, 6)))
+    E = lambda p, X: p["W"] @ X + p["b"][:, None]  # noqa: E731
+    f = lambda p, X: jnp.sum(E(p, X) ** 2)  # noqa: E731
+    steps = [("dφ = 2E:(dW X + db 1ᵀ)",
+              lambda p, X, d: 2 * jnp.sum(E(p, X) * (d["W"] @ X + d["b"][:, None]))),
+             ("∂φ/∂W = 2EXᵀ, ∂φ/∂b = 2E1",
+              mg.from_gradient(lambda p, X: {"W": 2 * E(p, X) @ X.T,
+                                             "b": 2 * jnp.sum(E(p, X), axis=1)}))]
+    r = mg.check_derivation(f, steps, (p, X), argnums="p")
+    assert r.passed, r.to_markdown()
+    steps[1] = ("∂φ/∂W = EXᵀ (half)", mg.from_gradient(
+        lambda p, X: {"W": E(p, X) @ X.T, "b": 2 * jnp.sum(E(p, X), axis=1)}))
+    r = mg.check_derivation(f, steps, (p, X), argnums="p")
+    assert r.first_wrong == 1 and r.lines[1].diagnosis == "scale:0.5", r.lines[1]

@@ -177,7 +177,8 @@ def _line_fn(line: st.Step, S, covered):
             out = line.fn(*a)
         elif isinstance(line.fn, st.GradientLine):
             g = line.fn.grad_fun(*a)
-            named = g if isinstance(g, dict) else {None: g}
+            named = (g if isinstance(g, dict) and not _is_gradient(g, S, covered)
+                     else {None: g})
             out = {}
             for key, gi in named.items():
                 if S.multi and isinstance(gi, list):
@@ -203,6 +204,37 @@ def _line_fn(line: st.Step, S, covered):
         names[:] = list(n)
         return vals
     return f, names
+
+
+def _expected_tree(S, covered):
+    """The tree structure of a stated gradient covering the blocks ``covered``."""
+    if len(covered) == len(S.diff):
+        return S.grad_treedef
+    arg_idx = sorted({S.leaf_arg[S.diff[k]] for k in covered})
+    if len(arg_idx) == 1:
+        return S.treedefs[arg_idx[0]]
+    return jax.tree_util.tree_structure(tuple(
+        jax.tree_util.tree_unflatten(S.treedefs[a], [0] * S.treedefs[a].num_leaves)
+        for a in arg_idx))
+
+
+def _is_gradient(g, S, covered) -> bool:
+    """A dict that has the structure of the gradient (a dict argument's) is the gradient, not
+    a dict of named terms."""
+    return jax.tree_util.tree_structure(g) == _expected_tree(S, covered)
+
+
+def _stated_gradient(line, S, covered):
+    """``leaves -> the stated gradient's blocks (terms summed)``, for the diagnosis."""
+    def f(*leaves):
+        g = line.fn.grad_fun(*S.unflatten(leaves))
+        named = (g if isinstance(g, dict) and not _is_gradient(g, S, covered) else {None: g})
+        blocks = None
+        for gi in named.values():
+            gl = jax.tree_util.tree_leaves(tuple(gi) if isinstance(gi, list) else gi)
+            blocks = gl if blocks is None else [b + x for b, x in zip(blocks, gl)]
+        return tuple(blocks)
+    return f
 
 
 def _reference_jvp(S, fun):
@@ -363,8 +395,11 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
         return evals[key]
 
     for i, line in enumerate(lines):
-        results.append(_judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize,
-                                   rtol, low, eps_w, labels, generic))
+        res = _judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize, rtol, low,
+                          eps_w, labels, generic)
+        if (res.diagnosis in ("mismatch", "family") and isinstance(line.fn, st.GradientLine)):
+            _gradient_diagnosis(res, line, S, P, gproj)
+        results.append(res)
     first = next((ln.index for ln in results if ln.verdict in ("fail", "error")), None)
     passed = all(ln.passed for ln in results)
     verdict_ = "pass" if passed else ("fail" if first is not None else "untested")
@@ -493,6 +528,36 @@ def _judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize, rtol, l
             result.explanation = "follows from the line before, which is wrong"
         result.message = result.where_it_holds
     return result
+
+
+def _gradient_diagnosis(result, line, S, P, gproj) -> None:
+    """For a wrong gradient line the audit's block diagnosis (``transpose``, ``scale:<c>``,
+    ``symmetric-convention``, …) of the stated gradient against ``jax.grad``, block by block."""
+    covered = st.wrt_blocks(line.wrt, S, "") if line.wrt else tuple(range(len(S.diff)))
+    try:
+        got = checks.batched(_stated_gradient(line, S, covered), S, P, hi=True)
+    except Exception:  # noqa: BLE001 - it ran in the line's own check; nothing more to say
+        return
+    sel = P.generic if P.generic.any() else np.ones(P.count, bool)
+    found = []
+    for g, k in zip(got, covered):
+        leaf = S.diff[k]
+        H = dom.project(S.domains[leaf], checks.up(g))[sel]
+        R = gproj[k][sel]
+        scale = float(np.sqrt(np.mean(np.abs(R) ** 2))) or 1.0
+        if np.max(np.abs(H - R)) <= 1e-7 * scale:
+            continue
+        found.append((S.block_names[k], diagnosis.classify(H, R, 1e-7, S.domains[leaf])))
+    labels = {lab for _, lab in found}
+    if len(labels) == 1 and "mismatch" not in labels:
+        label = labels.pop()
+        names = ", ".join(n for n, _ in found)
+        what = (diagnosis.SYMMETRIC_CONVENTION if label == "symmetric-convention" else
+                f"the stated gradient is {label} of jax.grad's")
+        result.diagnosis = label
+        result.explanation = f"block {names}: {what}" + (
+            f"; {result.where_it_holds}" if result.where_it_holds.startswith("holds only")
+            else "")
 
 
 def _diagnose(result, d, r, size, prefer, bad, i, zeros, evaluate, tol, value):

@@ -30,7 +30,9 @@ class LineResult:
       where_it_holds: over the input families, e.g. ``"holds only for symmetric Q"``.
       diagnosis: for a line where an error enters (wrong, and not following from a wrong line
         before it): ``sign``, ``scale:<c>``, ``transpose``, ``term-sign``, ``term-scale:<c>``,
-        ``term-absent``, ``term-transpose``, ``family`` or ``mismatch``; ``term`` names the term.
+        ``term-absent``, ``term-transpose``, ``family`` or ``mismatch``; for a line stating a
+        gradient, the audit's block label where one fits (``symmetric-convention``,
+        ``transpose``, ...; see :mod:`~matgrad_jax.audit.diagnosis`); ``term`` names the term.
       explanation: the diagnosis in a sentence.
       terms: the names of the line's terms (when it returned them).
       statuses: points per status (``ok``, ``fail``, ``nonfinite``, ``skipped``).
