@@ -24,6 +24,7 @@ run: $(VENV)/.run-deps
 	$(PY) -m matgrad_jax fit $(OUTDIR)/example.npz --out $(OUTDIR)/fit --method alternating --force
 
 test: $(VENV)/.test-deps
+	$(PY) -m ruff check matgrad_jax tests benchmarks
 	$(PY) -m pytest
 
 lint: $(VENV)/.test-deps
