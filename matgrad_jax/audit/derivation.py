@@ -249,8 +249,10 @@ def _reference_jvp(S, fun):
     return f
 
 
-def _run(f, S, P, T, *, hi: bool, value: bool):
-    """``f`` at every point (and tangent): terms stacked as ``(terms, points[, directions])``."""
+def _run(f, S, P, T, *, hi: bool, value: bool, programs: dict | None = None):
+    """``f`` at every point (and tangent): terms stacked as ``(terms, points[, directions])``.
+    ``programs`` keeps the jitted program per ``f`` within one check, so the tangent variants
+    of a line (a block zero, transposed) reuse its compilation."""
     leaves = [P.stacked.get(i, np.asarray(x)) for i, x in enumerate(S.leaves)]
     tans = list(T)
     if hi:
@@ -271,8 +273,14 @@ def _run(f, S, P, T, *, hi: bool, value: bool):
                 return jax.vmap(lambda *d: f(*lv, *d))(*tv)
             prog = jax.vmap(per_point, in_axes=axes + (0,) * len(tans))
             ins = leaves + tans
+        key = (id(f), hi, value)
         try:
-            out = jax.jit(prog)(*ins)
+            if programs is None:
+                out = jax.jit(prog)(*ins)
+            else:
+                if key not in programs:
+                    programs[key] = (f, jax.jit(prog))  # f kept alive: its id stays unique
+                out = programs[key][1](*ins)
         except (InputError, KeyboardInterrupt):
             raise
         except Exception:  # noqa: BLE001 - code JAX cannot trace: point by point
@@ -350,7 +358,7 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
         key = ("ref", zeros, transpose)
         if key not in cache:
             Tv = _variant(T, zeros, transpose)
-            r = _run(ref_f, S, P, Tv, hi=True, value=False)[0]
+            r = _run(ref_f, S, P, Tv, hi=True, value=False, programs=programs)[0]
             vsq = np.stack([np.sum(np.abs(checks.up(t).reshape(n, n_dir, -1)) ** 2, axis=2)
                             for t in Tv], axis=2)  # (points, directions, blocks)
             size = np.sqrt(np.sum(vsq * gsq[:, None, :], axis=2))
@@ -358,7 +366,7 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
             e_ref = np.zeros(n)
             if low:
                 try:
-                    rw = _run(ref_f, S, P, Tv, hi=False, value=False)[0]
+                    rw = _run(ref_f, S, P, Tv, hi=False, value=False, programs=programs)[0]
                     with np.errstate(invalid="ignore"):
                         e_ref = np.max(np.abs(rw - r) / size, axis=1)
                     e_ref = np.where(np.isfinite(e_ref), e_ref, 0.0)
@@ -368,7 +376,7 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
         return cache[key]
 
     vsize = np.where(np.abs(vals) > 0, np.abs(vals), 1.0)
-    results, evals = [], {}
+    results, evals, line_fns, programs = [], {}, {}, {}
 
     def evaluate(i, zeros, transpose=False):
         """Line i's terms at the tangent variant, and whether it ran in float64."""
@@ -378,11 +386,13 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
         line = lines[i]
         value = line.states == "value"
         cover = (st.wrt_blocks(line.wrt, S, "") if line.wrt else tuple(range(nb)))
-        f, names = _line_fn(line, S, cover)
+        if i not in line_fns:
+            line_fns[i] = _line_fn(line, S, cover)
+        f, names = line_fns[i]
         Tv = _variant(T, zeros, transpose)
         out = None
         try:
-            out, hi = _run(f, S, P, Tv, hi=True, value=value), True
+            out, hi = _run(f, S, P, Tv, hi=True, value=value, programs=programs), True
             if out.dtype != np.float64:
                 out = None
         except InputError:
@@ -390,7 +400,7 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
         except Exception:  # noqa: BLE001 - does not run in float64: as given
             out = None
         if out is None:
-            out, hi = _run(f, S, P, Tv, hi=False, value=value), False
+            out, hi = _run(f, S, P, Tv, hi=False, value=value, programs=programs), False
         evals[key] = (out.astype(np.float64), hi, tuple(names))
         return evals[key]
 
