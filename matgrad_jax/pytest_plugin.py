@@ -27,12 +27,33 @@ def pytest_addoption(parser):
                     help="with --matgrad: the seeds' built-in derivations too")
 
 
-class DerivationItem(pytest.Item):
+class ChainFailure(AssertionError):
+    """A chain with a wrong (or untested) line; its message is the line-by-line report."""
+
+
+class _RegisteredItem(pytest.Item):
+    """An item for one registered entry; a failure shows our report, not a traceback."""
+
+    label = ""
+
+    def repr_failure(self, excinfo, style=None):
+        from matgrad_jax.testing import GradientAssertionError
+
+        if isinstance(excinfo.value, (GradientAssertionError, ChainFailure)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"matgrad: {self.label}"
+
+
+class DerivationItem(_RegisteredItem):
     """One registered derivation, audited (and its Hessian product, when it has one)."""
 
     def __init__(self, *, derivation, **kwargs):
         super().__init__(**kwargs)
         self.derivation = derivation
+        self.label = derivation.name
 
     def runtest(self):
         from matgrad_jax.audit import audit_derivation
@@ -47,40 +68,19 @@ class DerivationItem(pytest.Item):
             if not hess.passed:
                 raise GradientAssertionError(hess)
 
-    def repr_failure(self, excinfo, style=None):
-        from matgrad_jax.testing import GradientAssertionError
 
-        if isinstance(excinfo.value, GradientAssertionError):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self):
-        return self.path, None, f"matgrad: {self.derivation.name}"
-
-
-class ChainFailure(AssertionError):
-    """A chain with a wrong (or untested) line; its message is the line-by-line report."""
-
-
-class ChainItem(pytest.Item):
+class ChainItem(_RegisteredItem):
     """One registered derivation chain, checked line by line."""
 
     def __init__(self, *, chain, **kwargs):
         super().__init__(**kwargs)
         self.chain = chain
+        self.label = f"chain {chain.name}"
 
     def runtest(self):
         report = self.chain.check()
         if not report.passed:
             raise ChainFailure(f"{report.headline()}\n\n{report.to_markdown()}")
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, ChainFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self):
-        return self.path, None, f"matgrad: chain {self.chain.name}"
 
 
 class DerivationCollector(pytest.Collector):

@@ -397,16 +397,12 @@ def unparse(tree) -> str:
 
 # -- reading the lines ---------------------------------------------------------------------------
 
-_GREEK_PHI = r"\\(?:phi|psi)"
-
-
 def _parse(text: str):
     import lark
 
-    if re.search(r"\\sum|\\prod|\\max|\\min|\\lim|\\int", text):
-        cmd = re.search(r"\\(sum|prod|max|min|lim|int)", text).group(0)
-        raise ValueError(f"{cmd} is outside the dialect (sums over SVD factors and the like "
-                         "are not read)")
+    outside = _OUTSIDE.search(text)
+    if outside:
+        raise ValueError(_outside_reason(outside.group(0)))
     if text.count("(") != text.count(")"):
         raise ValueError(f"unbalanced parentheses ({text.count('(')} '(' and "
                          f"{text.count(')')} ')')")
@@ -500,9 +496,7 @@ def check_derivation_latex(
             outside = _OUTSIDE.search(line)
             parts = [p.strip() for p in _split_top(line, "=")]
             if outside and (len(parts) != 2 or not _lhs_kind(parts[0], phi_rx, prev_kind)):
-                unparsed.append((line, f"{outside.group(0)} is outside the dialect"
-                                 + (" (sums over SVD factors and the like are not read)"
-                                    if outside.group(0) in (r"\sum", r"\prod") else "")))
+                unparsed.append((line, _outside_reason(outside.group(0))))
                 prev_kind = None if len(parts) != 2 or parts[0] else prev_kind
                 continue
             if len(parts) != 2:
@@ -567,6 +561,12 @@ def check_derivation_latex(
 
 
 _OUTSIDE = re.compile(r"\\(?:sum|prod|max|min|lim|int|iff|implies|Rightarrow|in)(?![A-Za-z])")
+
+
+def _outside_reason(cmd: str) -> str:
+    return f"{cmd} is outside the dialect" + (
+        " (sums over SVD factors and the like are not read)" if cmd in (r"\sum", r"\prod")
+        else "")
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -653,7 +653,8 @@ def _step(line, kind, tree, make_env, fun, wrt, cond):
 
 
 def _merge(report, chosen, positions, not_parsed, unparsed, name, source) -> DerivationReport:
-    from .derivation import _finish, _message
+    from . import verdict
+    from .derivation import _message
 
     lines: list[LineResult] = []
     checked = iter(report.lines if report is not None else [])
@@ -678,7 +679,7 @@ def _merge(report, chosen, positions, not_parsed, unparsed, name, source) -> Der
     n_np = len(not_parsed)
     if n_np:
         out.message += f" {n_np} line(s) not parsed (not counted as holding)."
-    return _finish(out)
+    return verdict.finish(out)
 
 
 def seed_text(path) -> str:

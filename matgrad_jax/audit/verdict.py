@@ -373,11 +373,12 @@ STRICT = False
 """Raise on an inconsistent report (the test suite sets it); otherwise warn."""
 
 
-def finish(report: GradientReport) -> GradientReport:
-    """The last step of every audit: the report checked for self-consistency."""
+def finish(report):
+    """The last step of every audit: the report (a :class:`GradientReport` or a
+    ``DerivationReport``) checked for self-consistency."""
     problems = report.consistency_problems()
     if problems:  # a bug of ours, never the user's: say so rather than hide a contradiction
-        text = (f"matgrad_jax: inconsistent audit report ({'; '.join(problems)}): "
+        text = (f"matgrad_jax: inconsistent {report.kind} report ({'; '.join(problems)}): "
                 f"{report.message}")
         if STRICT:
             raise AssertionError(text)
