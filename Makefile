@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 OUTDIR ?= out/example
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint docs bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,16 +24,21 @@ run: $(VENV)/.run-deps
 	$(PY) -m matgrad_jax fit $(OUTDIR)/example.npz --out $(OUTDIR)/fit --method alternating --force
 
 test: $(VENV)/.test-deps
-	$(PY) -m ruff check matgrad_jax tests benchmarks
+	$(PY) -m ruff check matgrad_jax tests benchmarks docs/hooks.py
 	$(PY) -m pytest
 
+# The site, into site/ (offline; the suite builds it too, strictly). The notebooks are rendered
+# executed here (small sizes), and as stored (without outputs) in the suite's build.
+docs: $(VENV)/.test-deps
+	NO_MKDOCS_2_WARNING=1 MATGRAD_DOCS_EXECUTE=true MATGRAD_QUICK=1 $(VENV)/bin/mkdocs build --strict
+
 lint: $(VENV)/.test-deps
-	$(PY) -m ruff check matgrad_jax tests benchmarks
+	$(PY) -m ruff check matgrad_jax tests benchmarks docs/hooks.py
 
 bench: $(VENV)/.run-deps
 	$(PY) -m matgrad_jax bench all
 	$(PY) -m matgrad_jax bench plots
-	$(PY) -m matgrad_jax bench report README.md
+	$(PY) -m matgrad_jax bench report docs/performance/index.md
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build site .cache *.egg-info

@@ -1,4 +1,4 @@
-"""PNG plots and the README performance section from benchmarks/results/*.json."""
+"""PNG plots and the docs' performance tables from benchmarks/results/*.json."""
 
 import sys
 from pathlib import Path
@@ -11,4 +11,5 @@ from matgrad_jax.bench.report import update_readme  # noqa: E402
 if __name__ == "__main__":
     for path in plot_all():
         print(f"wrote {path}")
-    print("README.md updated" if update_readme(ROOT / "README.md") else "README.md unchanged")
+    page = ROOT / "docs" / "performance" / "index.md"
+    print(f"{page} updated" if update_readme(page) else f"{page} unchanged")

@@ -436,7 +436,7 @@ def _verified_demo() -> list[dict]:
 
 
 def cmd_bench(args) -> int:
-    """Run one benchmark (its own options follow), all of them, the plots or the README section."""
+    """Run one benchmark (its own options follow), all of them, the plots or the docs' tables."""
     from .bench import BENCHMARKS, load
 
     name, rest = args.name, args.rest
@@ -450,11 +450,11 @@ def cmd_bench(args) -> int:
             print(f"wrote {path}")
         return 0
     if name == "report":
-        from .bench.report import update_readme
+        from .bench.report import PERFORMANCE_PAGE, update_readme
 
-        readme = rest[0] if rest else "README.md"
-        changed = update_readme(readme)
-        print(f"{readme}: performance section {'updated' if changed else 'unchanged'}")
+        page = rest[0] if rest else str(PERFORMANCE_PAGE)
+        changed = update_readme(page)
+        print(f"{page}: performance tables {'updated' if changed else 'unchanged'}")
         return 0
     if name == "all":
         quick = ["--quick"] if "--quick" in rest else []
@@ -543,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="matgrad bench NAME [options of that benchmark]; "
                        "e.g. matgrad bench spectral --sizes 256 512 or matgrad bench gradient "
                        "--help. 'all' runs every benchmark at its default sizes, 'plots' draws "
-                       "PNGs and 'report' rewrites README.md's performance section from "
+                       "PNGs and 'report' rewrites docs/performance/index.md's tables from "
                        "benchmarks/results/*.json.")
     b.add_argument("name")
     b.add_argument("rest", nargs=argparse.REMAINDER)

@@ -19,28 +19,33 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ._typing import Array, ArrayLike, DTypeLike
 from .registry import register
 
 LAMBDA = 0.1
 
 
-def mf_objective(U, V, X):
+def mf_objective(U: ArrayLike, V: ArrayLike, X: ArrayLike) -> Array:
     """‖X − UVᵀ‖² + λ(‖U‖² + ‖V‖²)."""
     return jnp.sum((X - U @ V.T) ** 2) + LAMBDA * (jnp.sum(U ** 2) + jnp.sum(V ** 2))
 
 
-def mf_gradient(U, V, X):
+def mf_gradient(U: ArrayLike, V: ArrayLike, X: ArrayLike) -> tuple[Array, Array]:
+    """The hand gradient ``(−2EV + 2λU, −2EᵀU + 2λV)`` with ``E = X − UVᵀ`` (right)."""
     E = X - U @ V.T
     return -2 * E @ V + 2 * LAMBDA * U, -2 * E.T @ U + 2 * LAMBDA * V
 
 
-def mf_gradient_missing_two(U, V, X):
+def mf_gradient_missing_two(U: ArrayLike, V: ArrayLike, X: ArrayLike) -> tuple[Array, Array]:
+    """The same with the regulariser's factor 2 dropped (a planted error)."""
     E = X - U @ V.T
     return -2 * E @ V + LAMBDA * U, -2 * E.T @ U + LAMBDA * V
 
 
-def mf_example(seed=0, n=60, m=40, r=5, dtype=np.float64):
-    """``(U0, V0, X)``: X of rank r plus noise (n ≠ m ≠ r), a small random start."""
+def mf_example(seed: int = 0, n: int = 60, m: int = 40, r: int = 5,
+               dtype: DTypeLike | None = None) -> tuple[Array, Array, Array]:
+    """``(U0, V0, X)``: X of rank r plus noise (n ≠ m ≠ r), a small random start; in ``dtype``
+    (default: JAX's default float, float64 with x64 on)."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, r)) @ rng.standard_normal((r, m)) + 0.1 * rng.standard_normal(
         (n, m))
@@ -48,7 +53,7 @@ def mf_example(seed=0, n=60, m=40, r=5, dtype=np.float64):
     return tuple(jnp.asarray(a, dtype) for a in (U0, V0, X))
 
 
-def mf_optimum(X, r, lam=LAMBDA) -> float:
+def mf_optimum(X: ArrayLike, r: int, lam: float = LAMBDA) -> float:
     """The minimum in closed form (soft-thresholded singular values):
     ``Σ_{i≤r} (2λσ_i − λ²)`` over ``σ_i > λ``, plus ``Σ`` of the rest ``σ_i²``."""
     s = np.linalg.svd(np.asarray(X, np.float64), compute_uv=False)
@@ -57,23 +62,28 @@ def mf_optimum(X, r, lam=LAMBDA) -> float:
                  + np.sum(rest ** 2))
 
 
-def nll_objective(Sigma, S):
+def nll_objective(Sigma: ArrayLike, S: ArrayLike) -> Array:
     """log det Σ + tr(Σ⁻¹ S)."""
     return jnp.linalg.slogdet(Sigma)[1] + jnp.trace(jnp.linalg.solve(Sigma, S))
 
 
-def nll_gradient(Sigma, S):
+def nll_gradient(Sigma: ArrayLike, S: ArrayLike) -> Array:
+    """The Frobenius gradient ``Σ⁻¹ − Σ⁻¹SΣ⁻¹`` (right on the SPD domain)."""
     Si = jnp.linalg.inv(Sigma)
     return Si - Si @ S @ Si
 
 
-def nll_gradient_convention(Sigma, S):
+def nll_gradient_convention(Sigma: ArrayLike, S: ArrayLike) -> Array:
+    """The statistics notes' "symmetric gradient" ``2G − G∘I``: not the Frobenius gradient (the
+    audit says ``symmetric-convention``)."""
     G = nll_gradient(Sigma, S)
     return 2 * G - G * jnp.eye(G.shape[0], dtype=G.dtype)
 
 
-def nll_example(seed=0, p=6, samples=40, dtype=np.float64):
-    """``(Sigma0, S)``: an SPD start and the scatter matrix of samples."""
+def nll_example(seed: int = 0, p: int = 6, samples: int = 40,
+                dtype: DTypeLike | None = None) -> tuple[Array, Array]:
+    """``(Sigma0, S)``: an SPD start and the scatter matrix of samples; in ``dtype`` (default:
+    JAX's default float)."""
     rng = np.random.default_rng(seed)
     L = np.tril(rng.standard_normal((p, p))) + 2 * np.eye(p)
     Y = rng.standard_normal((samples, p)) @ L.T

@@ -10,11 +10,13 @@ descent with exact line search, preconditioned by each block's exact Hessian inv
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from ._checks import InputError, check_solver_options, start_pair, unknown_options
+from ._typing import ArrayLike
 from .linalg import hpd_inverse
 from .precision import FIT_PRECISION, products, traced_at
 from .problems.channel import (
@@ -171,8 +173,9 @@ def _start(problem: Problem, init):
     return start_pair(init, problem.shape, problem.dtype, dims="(n, m)")
 
 
-def fit(problem: Problem, *, method: str = "alternating", init=None, max_iters: int = 1000,
-        tol=None, gtol=None, **options) -> SolveResult:
+def fit(problem: Problem, *, method: str = "alternating",
+        init: tuple[ArrayLike, ArrayLike] | None = None, max_iters: int = 1000,
+        tol: float | None = None, gtol: float | None = None, **options: Any) -> SolveResult:
     """Check the method and the start, then :func:`fit_problem` (zeros when ``init`` is None)."""
     if method not in METHODS:
         raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")

@@ -20,10 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ._typing import DTypeLike
+
 J2 = np.array([[0.0, -1.0], [1.0, 0.0]])  # NumPy: importing must not start a backend
 
 
-def selection_blocks(p: int, m: int, dtype=jnp.float32) -> Array:
+def selection_blocks(p: int, m: int, dtype: DTypeLike = jnp.float32) -> Array:
     r"""The :math:`p` matrices :math:`E_k = e_k \otimes I_m \in \mathbb R^{pm\times m}`, stacked."""
     eye_p = jnp.eye(p, dtype=dtype)
     eye_m = jnp.eye(m, dtype=dtype)

@@ -9,7 +9,7 @@ optimiser that is handed a wrong gradient then never reports convergence at a wr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from ._checks import InputError, check_block_gradient, check_blocks, check_solver_options
+from ._typing import ArrayLike
 from .solvers.alternating import alternating_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper, optax_stepper
 from .solvers.result import MISMATCH, REASONS, RUNNING, SolveResult
@@ -124,10 +125,10 @@ def _verified_step(step, fun, grad, every: int, dtype):
     return wrapped
 
 
-def minimize(fun: Callable, init, *, grad: Callable | None = None, method: Any = "auto",
-             verify: str = "start", on_mismatch: str = "raise",
-             domains: Mapping | None = None, verify_every: int = 25,
-             max_iters: int | None = None, **solver_options) -> MinimizeResult:
+def minimize(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Callable | None = None,
+             method: Any = "auto", verify: str = "start", on_mismatch: str = "raise",
+             domains: Mapping | None = None, verify_every: int = 25, max_iters: int | None = None,
+             **solver_options: Any) -> MinimizeResult:
     """Minimise ``fun(*blocks)`` from ``init`` with a verified gradient.
 
     Args:

@@ -16,7 +16,7 @@ caller's setting, and ``fit(..., matmul_precision=None)`` does too, for those wh
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 
 import jax
@@ -28,7 +28,7 @@ PRECISIONS = ("default", "high", "highest")
 """The portable names; ``None`` keeps the caller's setting."""
 
 
-def products(precision: str | None = FIT_PRECISION):
+def products(precision: str | None = FIT_PRECISION) -> Iterator[None]:
     """A context in which traced matrix products take ``precision`` (None: the caller's).
 
     Raises :class:`~matgrad_jax._checks.InputError` naming ``matmul_precision`` for a value

@@ -11,8 +11,13 @@ import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ._checks import InputError
+from ._typing import ArgNums, ExampleArgs
+
+if TYPE_CHECKING:
+    from .audit.derivation_report import DerivationReport
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,8 @@ def _example_callable(name: str, example_args) -> Callable[..., tuple]:
                      f"example_args(seed) -> tuple, got {type(example_args).__name__}")
 
 
-def register(name: str, objective: Callable, gradient: Callable, *, argnums,
-             example_args, arg_names: Sequence[str] | None = None,
+def register(name: str, objective: Callable, gradient: Callable, *, argnums: ArgNums,
+             example_args: ExampleArgs, arg_names: Sequence[str] | None = None,
              domains: Mapping | None = None, source: str = "", published: bool = False,
              hvp: Callable | None = None, notes: str = "", formula: str = "",
              replace: bool = False, builtin: bool = False, chain: str | None = None
@@ -101,7 +106,15 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums,
       argnums: an index, a name, or a tuple of them.
       example_args: the arguments to audit at: a tuple, or ``example_args(seed) -> tuple``.
       arg_names: default: ``objective``'s parameter names.
-      domains, source, published, hvp, notes, chain: see :class:`Derivation`.
+      domains: the arguments' domains (see :func:`~matgrad_jax.check_gradient`).
+      source: where the derivation comes from (a paper, a seed file and line).
+      published: True for a formula transcribed as published (a failure is then expected).
+      hvp: an optional hand Hessian product ``hvp(*args, v)``, audited by
+        :func:`~matgrad_jax.check_hessian`.
+      notes: free text shown with the derivation.
+      formula: the formula as text, for the report.
+      builtin: True for the package's own (seed) derivations.
+      chain: the name of the registered chain (line-by-line derivation) it comes from.
       replace: replace an existing derivation of that name (else :class:`InputError`).
 
     Returns:
@@ -136,7 +149,8 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums,
     return d
 
 
-def derivation(*, name: str, argnums, example_args, objective: Callable, **options):
+def derivation(*, name: str, argnums: ArgNums, example_args: ExampleArgs, objective: Callable,
+               **options: Any) -> Callable[[Callable], Callable]:
     """Decorator form of :func:`register`, applied to the gradient function::
 
         @matgrad_jax.derivation(name="mf/right", objective=mf, argnums=(0, 1),
@@ -239,7 +253,7 @@ class Chain:
     notes: str = ""
     builtin: bool = field(default=False, compare=False)
 
-    def check(self, seed: int = 0, **options):
+    def check(self, seed: int = 0, **options: Any) -> DerivationReport:
         """Audit every line (:func:`~matgrad_jax.check_derivation`) at the example arguments
         ``example_args(seed)``; options as there. Returns a ``DerivationReport``."""
         from .audit.derivation import check_derivation
@@ -253,10 +267,10 @@ class Chain:
 _CHAINS: dict[str, Chain] = {}
 
 
-def register_chain(name: str, objective: Callable, steps, *, argnums, example_args,
-                   arg_names: Sequence[str] | None = None, domains: Mapping | None = None,
-                   source: str = "", notes: str = "", replace: bool = False,
-                   builtin: bool = False) -> Chain:
+def register_chain(name: str, objective: Callable, steps: Sequence, *, argnums: ArgNums,
+                   example_args: ExampleArgs, arg_names: Sequence[str] | None = None,
+                   domains: Mapping | None = None, source: str = "", notes: str = "",
+                   replace: bool = False, builtin: bool = False) -> Chain:
     """Register a derivation's lines under ``name`` (``matgrad audit`` and :func:`chains` list
     it). ``steps`` as in :func:`~matgrad_jax.check_derivation`; the rest as in
     :func:`register`."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cache, partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,7 @@ from ._checks import (
     start_pair,
     unknown_options,
 )
+from ._typing import Array, ArrayLike, DTypeLike
 from .compile_options import batch_compiler_options
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
@@ -145,9 +147,10 @@ CHUNK_BYTES = 16 * 2**20
 most this many bytes (see its ``chunk_size``)."""
 
 
-def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None, init=None,
-                ridge: float = 0.0, dtype=None, full_result: bool = False,
-                chunk_size: int | None = None, **options):
+def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None,
+                init: tuple[ArrayLike, ArrayLike] | None = None, ridge: float = 0.0,
+                dtype: DTypeLike | None = None, full_result: bool = False,
+                chunk_size: int | None = None, **options: Any) -> tuple[Array, Array] | SolveResult:
     """Solve a stack of seed-1 problems, the batch spread over all devices.
 
     Args:
@@ -166,7 +169,7 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
         (16 MiB), so that a chunk's intermediates stay in the caches; on other devices, all at
         once. On this project's 2-core CPU, 16384 exact solves of ``(8, 4, 6, 10)`` took 19 ms
         at once and 8.3 ms in chunks of 4096; 4096 of ``(16, 8, 12, 20)`` 24 ms and 12 ms in
-        chunks of 1024 (CG: 57 and 40 ms), as the README's "Many problems" says.
+        chunks of 1024 (CG: 57 and 40 ms), as the guide's "Many problems" page says.
       options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``,
         ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
 
@@ -292,8 +295,10 @@ def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
 # --------------------------------------------------------------------------------------------
 
 
-def solve_rows(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None, init=None,
-               ridge: float = 0.0, dtype=None, full_result: bool = False, **options):
+def solve_rows(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None,
+               init: tuple[ArrayLike, ArrayLike] | None = None, ridge: float = 0.0,
+               dtype: DTypeLike | None = None, full_result: bool = False,
+               **options: Any) -> tuple[Array, Array] | SolveResult:
     """Solve one seed-1 problem with the rows of ``H`` (and of ``A``, ``B``, ``W``) sharded.
 
     ``G`` and every other ``m``- or ``k``-sized array is replicated; the per-row work (``X G``,

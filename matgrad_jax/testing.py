@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._typing import ArgNums
 from .audit import GradientReport, check_gradient
 
 
@@ -14,7 +18,8 @@ class GradientAssertionError(AssertionError):
         self.report = report
 
 
-def assert_gradient(fun, grad_fun, args, *, argnums=0, **options) -> GradientReport:
+def assert_gradient(fun: Callable, grad_fun: Callable, args: Sequence, *, argnums: ArgNums = 0,
+                    **options: Any) -> GradientReport:
     """:func:`matgrad_jax.check_gradient`, raising :class:`GradientAssertionError` unless it passed.
 
     Returns the report when it passed.

@@ -1,5 +1,5 @@
 """Benchmarks are not tests: these only check that each script runs at tiny sizes and writes
-its JSON, and that plots and the README section are generated from that JSON."""
+its JSON, and that plots and the docs' performance tables are generated from that JSON."""
 
 import json
 import re
@@ -93,7 +93,7 @@ def test_gpu_suite_script_parses_and_names_existing_scripts():
 
 
 def test_committed_results_render():
-    """Every committed JSON (CPU and GPU runs) goes through the README generator."""
+    """Every committed JSON (CPU and GPU runs) goes through the tables' generator."""
     from matgrad_jax.bench.report import render
 
     results = ROOT / "benchmarks" / "results"
@@ -190,3 +190,12 @@ def test_bad_arguments_are_refused_before_anything_runs(name, argv, message, cap
         module.main([*argv, "--quick"])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_docs_performance_page_holds_the_generated_tables():
+    """The committed page is what ``matgrad bench report`` makes of the committed JSON."""
+    from matgrad_jax.bench.report import BEGIN, END, PERFORMANCE_PAGE, render
+
+    text = (ROOT / PERFORMANCE_PAGE).read_text()
+    section = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert section.strip() == render(ROOT / "benchmarks" / "results").strip()

@@ -296,20 +296,6 @@ def test_step_and_from_gradient_are_callable_alone():
         raise AssertionError("an empty text must raise")
 
 
-def test_readme_line_by_line_quick_start_runs():
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    start = text.index("### Line by line")
-    (block,) = re.findall(r"```python\n(.*?)```", text[start:text.index("\n## ", start)], re.S)
-    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[-2] == "1 term-sign 2EᵀU:dV"
-    assert "# 1 term-sign 2EᵀU:dV" in block  # the README shows what it prints
-
-
 def test_pytest_matgrad_collects_a_users_chain(tmp_path):
     (tmp_path / "chain.py").write_text(USER_CHAIN)
     proc = subprocess.run([sys.executable, "-m", "pytest", "--matgrad", "--matgrad-target",

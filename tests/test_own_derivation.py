@@ -225,38 +225,6 @@ def test_minimize_on_the_spd_likelihood():
     assert info.value.report.diagnosis == "symmetric-convention"
 
 
-def _readme_section(title):
-    from pathlib import Path
-
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    start = text.index(f"## {title}")
-    end = text.index("\n## ", start + 3)
-    return text[start:end]
-
-
-def test_readme_own_derivation_quick_start_runs(tmp_path):
-    import re
-
-    section = _readme_section("Your own derivation")
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 2
-    (tmp_path / "mf.py").write_text(blocks[0])
-    proc = _matgrad("audit", "mf.py", cwd=tmp_path)
-    assert proc.returncode == 1 and "mf/wrong" in proc.stdout
-    script = blocks[0] + "\n" + blocks[1] + textwrap.dedent('''
-        assert (bool(result.converged), result.method, result.verified) == (True, "lbfgs",
-                                                                           "start")
-    ''')
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.startswith("mf/wrong") or "FAIL" in run.stdout
-    pt = subprocess.run([sys.executable, "-m", "pytest", "--matgrad", "--matgrad-target",
-                         "mf.py", "-q", "-p", "no:cacheprovider"], capture_output=True,
-                        text=True, cwd=tmp_path, timeout=300)
-    assert "1 failed, 1 passed" in pt.stdout, pt.stdout[-2000:]
-
-
 def test_alternating_minimize_checks_init_and_grad_shapes():
     with pytest.raises(mg.InputError, match="init: expected an array or a tuple of arrays"):
         mg.alternating_minimize(F, {"U": U0}, grad=G)

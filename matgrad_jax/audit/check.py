@@ -73,10 +73,12 @@ def check_gradient(
       vary_data: perturb and redraw the arguments that are not differentiated too (as general
         arrays, unless ``domains`` says otherwise), and sweep their structured families.
       seed: PRNG seed of the points and directions.
-      n_perturbed / n_random: perturbations of the example / fresh draws on the domains.
+      n_perturbed: perturbations of the example point.
+      n_random: fresh draws on the domains.
       n_family: draws per (square argument, structured family) in ``families``.
       n_directions: directions of the forward-mode, Taylor and kink tests.
-      taylor / kinks: run the Taylor-remainder and the one-sided-derivative tests.
+      taylor: run the Taylor-remainder test.
+      kinks: run the one-sided-derivative (kink) test.
       rtol: relative tolerance. Default: in float64, 8·sqrt(eps) = 1.2e-7; below float64 the
         reference is computed in float64 and the hand gradient judged twice: its formula
         evaluated in float64 (same tolerance), and as given against the float64 truth within

@@ -60,11 +60,18 @@ def check_derivation(
         ``args[argnums]``, a tuple when ``argnums`` is one), or its terms as a dict/sequence;
         :func:`~matgrad_jax.from_gradient` turns a stated gradient into its differential.
       args: an example point (arrays or pytrees).
-      argnums, domains, arg_names, vary_data, seed, families, matmul_precision: as in
-        :func:`~matgrad_jax.check_gradient` (data not differentiated is ``fixed`` unless a
-        domain is declared for it; declare ``general`` to sweep it).
-      n_perturbed / n_random / n_family: the audit's points; n_assumed: points drawn on each
-        family a line assumes; n_directions: tangents per point.
+      argnums: as in :func:`~matgrad_jax.check_gradient`.
+      domains: as in :func:`~matgrad_jax.check_gradient` (data not differentiated is
+        ``fixed`` unless a domain is declared for it; declare ``general`` to sweep it).
+      arg_names: as in :func:`~matgrad_jax.check_gradient`.
+      vary_data: as in :func:`~matgrad_jax.check_gradient`.
+      seed: as in :func:`~matgrad_jax.check_gradient`.
+      n_perturbed: perturbations of the example point.
+      n_random: fresh draws on the domains.
+      n_family: draws per (square argument, structured family).
+      n_assumed: points drawn on each family a line assumes.
+      families: as in :func:`~matgrad_jax.check_gradient`.
+      n_directions: tangents per point.
       rtol: a fixed relative tolerance (default: per point, from the dtype, as the audit).
 
     Returns:

@@ -51,11 +51,22 @@ def check_hessian(
       hvp_fun: ``hvp_fun(*args, v)`` -> the Hessian w.r.t. ``args[argnums]`` applied to ``v``;
         ``v`` and the result are shaped like the gradient (a tuple of blocks when ``argnums`` is
         a tuple).
-      args, argnums, arg_names, domains, vary_data, seed, families, rtol, matmul_precision: as
-        in :func:`~matgrad_jax.check_gradient`.
-      n_perturbed / n_random / n_family: the points (fewer by default than the gradient audit:
+      args: example arguments, as in :func:`~matgrad_jax.check_gradient`.
+      argnums: as in :func:`~matgrad_jax.check_gradient`.
+      arg_names: as in :func:`~matgrad_jax.check_gradient`.
+      domains: as in :func:`~matgrad_jax.check_gradient`.
+      vary_data: as in :func:`~matgrad_jax.check_gradient`.
+      seed: as in :func:`~matgrad_jax.check_gradient`.
+      n_perturbed: perturbations of the example (fewer by default than the gradient audit:
         each point costs one Hessian product per direction).
+      n_random: fresh draws on the domains.
+      n_family: draws per (square argument, structured family).
+      families: as in :func:`~matgrad_jax.check_gradient`.
       n_directions: directions per block.
+      rtol: as in :func:`~matgrad_jax.check_gradient`.
+      name: a name for the report.
+      source: where the Hessian product comes from (shown in the report).
+      matmul_precision: as in :func:`~matgrad_jax.check_gradient`.
 
     Returns:
       A :class:`GradientReport` with ``kind="hessian"``; its blocks are the pairs

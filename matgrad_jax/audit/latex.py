@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -418,14 +419,14 @@ def check_derivation_latex(
     fun: Callable,
     symbols: Mapping,
     *,
-    wrt,
+    wrt: str | int | tuple[str | int, ...] | None,
     phi: str = r"\phi",
     assumes: Mapping[str, str] | None = None,
     blocks: Sequence[int] | None = None,
     domains: Mapping | None = None,
     name: str | None = None,
     source: str | None = None,
-    **options,
+    **options: Any,
 ) -> DerivationReport:
     r"""Check a derivation written in LaTeX, line by line (see the module docstring).
 
@@ -444,7 +445,10 @@ def check_derivation_latex(
         ``{"2(AD+E):dR": "dQ = 0"}`` (as the text says in prose: "set dQ = 0").
       blocks: which of the text's ``\eqalign``/``aligned`` blocks to read (0-based, in order of
         appearance; default all): a text may derive two objectives (seed 2's two norms).
-      domains, name, source, options: as in :func:`~matgrad_jax.check_derivation`.
+      domains: as in :func:`~matgrad_jax.check_derivation`.
+      name: a name for the report.
+      source: where the text comes from (shown in the report).
+      **options: the other options of :func:`~matgrad_jax.check_derivation`.
 
     Returns:
       A ``DerivationReport``; lines that state φ, dφ or a gradient but could not be parsed are

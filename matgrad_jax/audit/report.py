@@ -202,7 +202,7 @@ class GradientReport:
                 f"<table><tr><th>block</th><th>max rel. error</th><th>diagnosis</th>"
                 f"<th>where</th></tr>{blocks}</table><p>{html.escape(self.message)}</p></div>")
 
-    def plot(self, ax=None):
+    def plot(self, ax: Any = None) -> Any:
         """The Taylor remainders against h with slope-1 and slope-2 guides, and the error by
         family against the tolerance. Needs matplotlib; returns the figure."""
         try:

@@ -81,7 +81,8 @@ class GradientLine:
         return total
 
 
-def from_gradient(grad_fun: Callable, wrt=None) -> GradientLine:
+def from_gradient(grad_fun: Callable,
+                  wrt: str | int | tuple[str | int, ...] | None = None) -> GradientLine:
     """A line stating a gradient, as the differential ``⟨grad_fun(*args), dargs⟩`` it implies.
 
     Args:

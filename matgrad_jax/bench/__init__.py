@@ -2,7 +2,7 @@
 
 Each module's ``main(argv) -> dict`` prints a table and writes JSON (machine, CPU/GPU model, jax
 version, dtype, sizes, medians, ratios) to ``benchmarks/results/``; :mod:`.plots` draws PNGs and
-:mod:`.report` writes the README's Performance section from that JSON.
+:mod:`.report` writes the docs' Performance tables from that JSON.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The README's Performance section, generated from ``benchmarks/results/*.json``.
+"""The documentation's benchmark tables, generated from ``benchmarks/results/*.json``.
 
-``matgrad bench report [--readme README.md]`` rewrites the text between
+``matgrad bench report [PAGE]`` (default ``docs/performance/index.md``) rewrites the text between
 ``<!-- bench:begin -->`` and ``<!-- bench:end -->``; nothing in it is typed by hand.
 """
 
@@ -13,6 +13,8 @@ from .common import default_results_dir
 from .solvers import LABELS
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+PERFORMANCE_PAGE = Path("docs") / "performance" / "index.md"
+"""The page whose marked section :func:`update_readme` rewrites by default (from the repo root)."""
 
 
 def _machine(doc, fit: bool = False) -> str:
@@ -304,7 +306,8 @@ def render(results_dir=None) -> str:
 
 
 def update_readme(readme: str | Path, results_dir=None) -> bool:
-    """Replace the marked section of ``readme``; True when the file changed."""
+    """Replace the marked section of the page ``readme`` (the docs' Performance page, or any
+    Markdown file with the markers); True when the file changed."""
     from ..io import atomic_write_text
 
     readme = Path(readme)

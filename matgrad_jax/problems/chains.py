@@ -19,6 +19,9 @@ implies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +29,9 @@ import numpy as np
 from ..audit.steps import from_gradient, step
 from ..identities import J2
 from . import channel, gram
+
+if TYPE_CHECKING:
+    from ..audit.derivation_report import DerivationReport
 
 CH = f"seeds/{channel.SEED_FILE}"
 GR = f"seeds/{gram.SEED_FILE}"
@@ -303,7 +309,7 @@ def _gram_spectral_lines():
     ]
 
 
-def register_chains(register_chain) -> None:
+def register_chains(register_chain: Callable) -> None:
     """Register the seeds' chains with ``register_chain``
     (:func:`matgrad_jax.registry.register_chain`)."""
     data = dict.fromkeys(channel.DATA_NAMES, "general")
@@ -374,7 +380,7 @@ def _gram_symbols(seed=0, dtype=jnp.float64):
     return {"B": B, "Q": Q, "u_1": top(0), "v_1": top(1)}
 
 
-def check_seed_latex(name: str, **options):
+def check_seed_latex(name: str, **options: Any) -> DerivationReport:
     r"""Read a seed's derivation from its own LaTeX and check it line by line
     (:func:`~matgrad_jax.audit.latex.check_derivation_latex`; needs the ``latex`` extra).
 

@@ -29,6 +29,7 @@ are, and the Hadamard term costs ``O(nm)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -48,6 +49,7 @@ from .._checks import (
     real_input,
     real_scalar,
 )
+from .._typing import ArrayLike, DTypeLike
 from ..identities import J2, kron_identity_adjoint, kron_j2_adjoint
 from ..linalg import (
     BATCHED_WRITE_OUT,
@@ -97,7 +99,8 @@ def check_args(R, Q, A, B, Z, P, S, W) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def objective(R, Q, A, B, Z, P, S, W) -> Array:
+def objective(R: ArrayLike, Q: ArrayLike, A: ArrayLike, B: ArrayLike, Z: ArrayLike, P: ArrayLike,
+              S: ArrayLike, W: ArrayLike) -> Array:
     r"""The seed-1 objective exactly as written (seed line 3): block matrix, identity mask, P Sᵀ."""
     check_args(R, Q, A, B, Z, P, S, W)
     mask = jnp.eye(Z.shape[0], dtype=Z.dtype)
@@ -141,7 +144,8 @@ def _svd_route(R, Q, A, B, Z, P, S, W):
     return D, E, F
 
 
-def grad_published(R, Q, A, B, Z, P, S, W):
+def grad_published(R: ArrayLike, Q: ArrayLike, A: ArrayLike, B: ArrayLike, Z: ArrayLike,
+                   P: ArrayLike, S: ArrayLike, W: ArrayLike) -> tuple[Array, Array]:
     r"""The answer's SVD route, transcribed as published (seed lines 9-10).
 
     :math:`C = \sum_k\sigma_k u_k v_k^T`, :math:`U_k = \mathrm{Reshape}(u_k, n, 2)`,
@@ -159,7 +163,8 @@ def grad_published(R, Q, A, B, Z, P, S, W):
     return 2 * (A @ D + E), 2 * (B @ D - F)
 
 
-def grad_corrected(R, Q, A, B, Z, P, S, W):
+def grad_corrected(R: ArrayLike, Q: ArrayLike, A: ArrayLike, B: ArrayLike, Z: ArrayLike,
+                   P: ArrayLike, S: ArrayLike, W: ArrayLike) -> tuple[Array, Array]:
     r"""The published SVD route with its one sign fixed: :math:`\partial/\partial H_I = 2(BD+F)`.
 
     Why: :math:`C:(J_2\otimes dQ) = -(J_2\otimes I)C:(I_2\otimes dQ)` (seed line 8, right), and the
@@ -169,7 +174,8 @@ def grad_corrected(R, Q, A, B, Z, P, S, W):
     return 2 * (A @ D + E), 2 * (B @ D + F)
 
 
-def grad_blocks(R, Q, A, B, Z, P, S, W):
+def grad_blocks(R: ArrayLike, Q: ArrayLike, A: ArrayLike, B: ArrayLike, Z: ArrayLike, P: ArrayLike,
+                S: ArrayLike, W: ArrayLike) -> tuple[Array, Array]:
     r"""C = N S Pᵀ split into its four ``n x m`` blocks: :math:`2(AD + C_{11}+C_{22})`,
     :math:`2(BD + C_{21}-C_{12})` (seed line 8 with :math:`C:(I_2\otimes dR)` and
     :math:`C:(J_2\otimes dQ)` read off block by block)."""
@@ -179,7 +185,8 @@ def grad_blocks(R, Q, A, B, Z, P, S, W):
     return 2 * (A @ D + C11 + C22), 2 * (B @ D + C21 - C12)
 
 
-def grad_kron_identity(R, Q, A, B, Z, P, S, W):
+def grad_kron_identity(R: ArrayLike, Q: ArrayLike, A: ArrayLike, B: ArrayLike, Z: ArrayLike,
+                       P: ArrayLike, S: ArrayLike, W: ArrayLike) -> tuple[Array, Array]:
     r"""The answer's SVD-free identity :math:`\partial/\partial X[Y:(I_p\otimes X)]=\sum_kE_k^TYF_k`
     (seed, last answer block) with its :math:`J_2\otimes X` companion from
     :mod:`matgrad_jax.identities`."""
@@ -231,7 +238,8 @@ class ChannelStats(NamedTuple):
         return jnp.block([[self.Gr, self.Gi], [-self.Gi, self.Gr]])
 
 
-def times_g(Xr, Xi, Mr, Mi, Ms):
+def times_g(Xr: ArrayLike, Xi: ArrayLike, Mr: ArrayLike, Mi: ArrayLike,
+            Ms: ArrayLike) -> tuple[Array, Array]:
     r"""``[Xr Xi] @ [[Mr, Mi], [-Mi, Mr]]`` as ``(left, right)`` halves, by the
     three-multiplication complex product (Gauss): with :math:`T_1 = X_rM_r`, :math:`T_2 = X_iM_i`,
     :math:`T_3 = (X_r+X_i)M_s` (``Ms = Mr + Mi``) it is :math:`(T_1 - T_2,\ T_3 - T_1 - T_2)`.
@@ -253,7 +261,8 @@ def times_g(Xr, Xi, Mr, Mi, Ms):
 
 
 @fit_precision
-def channel_statistics(A, B, Z, P, S, W, ridge=0.0, reference: bool = True) -> ChannelStats:
+def channel_statistics(A: ArrayLike, B: ArrayLike, Z: ArrayLike, P: ArrayLike, S: ArrayLike,
+                       W: ArrayLike, ridge: float = 0.0, reference: bool = True) -> ChannelStats:
     r"""Precompute :math:`G = K_cK_c^H + \text{ridge}\,I` and :math:`Y = W_cK_c^H` without forming K
     when ``q > k``: :math:`KK^T = P(S^TS)P^T` and :math:`WK^T = (WS)P^T`.
 
@@ -483,14 +492,16 @@ def structured_grad_complex(stats: ChannelStats, R, Q):
     return 2 * (stats.A * r[None, :] + E.real), 2 * (stats.B * r[None, :] + E.imag)
 
 
-def grad_structured(R, Q, A, B, Z, P, S, W):
+def grad_structured(R: ArrayLike, Q: ArrayLike, A: ArrayLike, B: ArrayLike, Z: ArrayLike,
+                    P: ArrayLike, S: ArrayLike, W: ArrayLike) -> tuple[Array, Array]:
     """The structured fast form from raw data (statistics recomputed per call; use
     :class:`Problem` to compute them once)."""
     check_args(R, Q, A, B, Z, P, S, W)
     return structured_value_and_grad(channel_statistics(A, B, Z, P, S, W), R, Q)[1]
 
 
-def objective_structured(R, Q, A, B, Z, P, S, W) -> Array:
+def objective_structured(R: ArrayLike, Q: ArrayLike, A: ArrayLike, B: ArrayLike, Z: ArrayLike,
+                         P: ArrayLike, S: ArrayLike, W: ArrayLike) -> Array:
     """The objective through the complex product :math:`\\|HK_c - W_c\\|^2` and diag(RᵀA+QᵀB)."""
     check_args(R, Q, A, B, Z, P, S, W)
     m, n = A.shape[1], A.shape[0]
@@ -612,7 +623,7 @@ class Problem:
                              or numerical_problem(self.stats.Gr, self.stats.Gi))
 
     # pytree protocol -------------------------------------------------------------------------
-    def tree_flatten(self):
+    def tree_flatten(self) -> tuple[tuple, None]:
         return (self.stats, self.ridge), None
 
     @classmethod
@@ -643,28 +654,28 @@ class Problem:
                                  f"got {tuple(jnp.shape(x))}")
 
     # the objective ---------------------------------------------------------------------------
-    def value(self, R, Q) -> Array:
+    def value(self, R: ArrayLike, Q: ArrayLike) -> Array:
         """φ(R, Q) from the statistics (jitted)."""
         self._check_point(R, Q)
         return _value_and_grad_jit(self, R, Q)[0]
 
-    def grad(self, R, Q) -> tuple[Array, Array]:
+    def grad(self, R: ArrayLike, Q: ArrayLike) -> tuple[Array, Array]:
         """(∂φ/∂R, ∂φ/∂Q), the structured hand gradient (jitted)."""
         self._check_point(R, Q)
         return _grad_jit(self, R, Q)
 
-    def value_and_grad(self, R, Q):
+    def value_and_grad(self, R: ArrayLike, Q: ArrayLike) -> tuple[Array, tuple[Array, Array]]:
         self._check_point(R, Q)
         return _value_and_grad_jit(self, R, Q)
 
     # used inside solvers (no checks, traceable) ---------------------------------------------------
-    def fun(self, R, Q) -> Array:
+    def fun(self, R: ArrayLike, Q: ArrayLike) -> Array:
         return structured_value_and_grad(self.stats, R, Q)[0]
 
-    def grad_fn(self, R, Q):
+    def grad_fn(self, R: ArrayLike, Q: ArrayLike) -> tuple[Array, Array]:
         return structured_value_and_grad(self.stats, R, Q)[1]
 
-    def hvp(self, R, Q) -> tuple[Array, Array]:
+    def hvp(self, R: ArrayLike, Q: ArrayLike) -> tuple[Array, Array]:
         """The Hessian times the direction ``(R, Q)``, in closed form: twice the gradient's
         linear part (:func:`normal_operator`). The objective is quadratic, so this equals the
         ``jvp`` of :meth:`grad_fn` at any point. CG uses it: under ``vmap`` on XLA:CPU its
@@ -674,7 +685,7 @@ class Problem:
         Lr, Li = _normal_real(self.stats, R, Q)
         return 2 * Lr, 2 * Li
 
-    def block_preconditioners(self):
+    def block_preconditioners(self) -> tuple[Callable, Callable]:
         r"""Right preconditioners for the block steps, ``g -> g L_R⁻¹`` for R and ``g L_Q⁻¹``
         for Q: the exact inverses of each block's Hessian (halved).
 
@@ -703,7 +714,7 @@ class Problem:
 
         return make(self.stats.A, self.stats.AtA), make(self.stats.B, self.stats.BtB)
 
-    def solve_exact(self):
+    def solve_exact(self) -> tuple[Array, Array]:
         """The exact minimiser (see :func:`solve_exact`)."""
         return _solve_exact_jit(self.stats)
 
@@ -821,7 +832,8 @@ def _solve_exact_data_jit(A, B, Z, P, S, W, ridge, refine: int = 0):
     return R, Q, jnp.all(jnp.isfinite(R)) & jnp.all(jnp.isfinite(Q))
 
 
-def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
+def solve_exact(A: ArrayLike, B: ArrayLike, Z: ArrayLike, P: ArrayLike, S: ArrayLike, W: ArrayLike,
+                *, ridge: float = 0.0, refine: int = 0) -> tuple[Array, Array]:
     r"""The minimiser of the seed-1 objective (+ ``ridge * (||R||² + ||Q||²)``), in closed form.
 
     The objective is a convex quadratic in :math:`H = R + iQ`; its normal equations read
@@ -864,8 +876,9 @@ def solve_exact(A, B, Z, P, S, W, *, ridge: float = 0.0, refine: int = 0):
 # --------------------------------------------------------------------------------------------
 
 
-def make_data(n=24, m=16, k=20, q=28, *, noise=0.01, seed=0, dtype=jnp.float64,
-              p_condition=1.0) -> dict[str, Array]:
+def make_data(n: int = 24, m: int = 16, k: int = 20, q: int = 28, *, noise: float = 0.01,
+              seed: int = 0, dtype: DTypeLike = jnp.float64,
+              p_condition: float = 1.0) -> dict[str, Array]:
     """A seeded synthetic data set with a planted ``H = R + iQ`` (see :func:`_make_data`)."""
     check_sizes(n=n, m=m, k=k, q=q)
     if not (np.isfinite(noise) and noise >= 0):
@@ -906,7 +919,8 @@ def _make_data(n, m, k, q, noise, seed, dtype, p_condition):
     return dict(A=A, B=B, Z=Z, P=P, S=S, W=W, R_true=R, Q_true=Q)
 
 
-def example_args(seed=0, *, n=7, m=5, k=6, q=9, dtype=jnp.float64):
+def example_args(seed: int = 0, *, n: int = 7, m: int = 5, k: int = 6, q: int = 9,
+                 dtype: DTypeLike = jnp.float64) -> tuple[Array, ...]:
     """Example arguments ``(R, Q, A, B, Z, P, S, W)`` at rectangular shapes (n ≠ m ≠ k ≠ q)."""
     d = make_data(n, m, k, q, noise=0.3, seed=seed, dtype=dtype)
     key = jax.random.PRNGKey(seed + 1000)

@@ -21,6 +21,7 @@ import numpy as np
 from jax import Array
 
 from .._checks import InputError, as_real_array, check_finite, check_sizes, float_dtype
+from .._typing import ArrayLike, DTypeLike
 from ..linalg import SingularPair, lanczos_top_singular, top_singular_svd
 
 SEED_FILE = "003_ab211ea8d8ce13a7.txt"
@@ -37,7 +38,7 @@ def check_pair(B, Q) -> None:
                          f"{jnp.shape(Q)}")
 
 
-def residual(B, Q) -> Array:
+def residual(B: ArrayLike, Q: ArrayLike) -> Array:
     """X = B Bᵀ − Q."""
     check_pair(B, Q)
     return B @ B.T - Q
@@ -46,17 +47,17 @@ def residual(B, Q) -> Array:
 # ---- objectives ----------------------------------------------------------------------------
 
 
-def frobenius(B, Q) -> Array:
+def frobenius(B: ArrayLike, Q: ArrayLike) -> Array:
     """φ = ‖B Bᵀ − Q‖_F."""
     return jnp.sqrt(jnp.sum(residual(B, Q) ** 2))
 
 
-def frobenius_squared(B, Q) -> Array:
+def frobenius_squared(B: ArrayLike, Q: ArrayLike) -> Array:
     """φ² = ‖B Bᵀ − Q‖_F²."""
     return jnp.sum(residual(B, Q) ** 2)
 
 
-def spectral(B, Q) -> Array:
+def spectral(B: ArrayLike, Q: ArrayLike) -> Array:
     """φ = ‖B Bᵀ − Q‖_2, the largest singular value (full SVD)."""
     return jnp.linalg.norm(residual(B, Q), ord=2)
 
@@ -64,30 +65,30 @@ def spectral(B, Q) -> Array:
 # ---- hand gradients ------------------------------------------------------------------------
 
 
-def frobenius_grad_published(B, Q):
+def frobenius_grad_published(B: ArrayLike, Q: ArrayLike) -> Array:
     r"""As published (seed, Frobenius block, last line): :math:`2\phi^{-1}(BB^T - Q)B`."""
     X = residual(B, Q)
     return 2 * X @ B / jnp.sqrt(jnp.sum(X * X))
 
 
-def frobenius_grad_general(B, Q):
+def frobenius_grad_general(B: ArrayLike, Q: ArrayLike) -> Array:
     r"""Corrected for any Q: :math:`\phi^{-1}(X + X^T)B`."""
     X = residual(B, Q)
     return (X + X.T) @ B / jnp.sqrt(jnp.sum(X * X))
 
 
-def frobenius_squared_grad_published(B, Q):
+def frobenius_squared_grad_published(B: ArrayLike, Q: ArrayLike) -> Array:
     r"""As published (seed: :math:`2\phi\,d\phi = 4(BB^T-Q)B:dB`): :math:`4(BB^T - Q)B`."""
     return 4 * residual(B, Q) @ B
 
 
-def frobenius_squared_grad_general(B, Q):
+def frobenius_squared_grad_general(B: ArrayLike, Q: ArrayLike) -> Array:
     r"""Corrected for any Q: :math:`2(X + X^T)B`."""
     X = residual(B, Q)
     return 2 * (X + X.T) @ B
 
 
-def spectral_grad_published(B, Q):
+def spectral_grad_published(B: ArrayLike, Q: ArrayLike) -> Array:
     r"""As published (seed, spectral block): :math:`(u_1v_1^T + v_1u_1^T)B` from a full SVD."""
     pair = top_singular_svd(residual(B, Q))
     return _spectral_grad_from_pair(pair, B)
@@ -97,7 +98,8 @@ def _spectral_grad_from_pair(pair: SingularPair, B):
     return jnp.outer(pair.u, pair.v @ B) + jnp.outer(pair.v, pair.u @ B)
 
 
-def spectral_top_pair_lanczos(B, Q, v0=None, steps: int = 32) -> SingularPair:
+def spectral_top_pair_lanczos(B: ArrayLike, Q: ArrayLike, v0: ArrayLike | None = None,
+                              steps: int = 32) -> SingularPair:
     r"""Top singular pair of :math:`X = BB^T - Q` by Lanczos, never forming X.
 
     ``X v = B(Bᵀv) − Qv`` costs ``O(nr + n²)`` instead of the ``O(n²r)`` of forming X.
@@ -112,14 +114,15 @@ def spectral_top_pair_lanczos(B, Q, v0=None, steps: int = 32) -> SingularPair:
     return lanczos_top_singular(matvec, rmatvec, v0, steps)
 
 
-def spectral_value_and_grad_lanczos(B, Q, v0=None, steps: int = 32):
+def spectral_value_and_grad_lanczos(B: ArrayLike, Q: ArrayLike, v0: ArrayLike | None = None,
+                                    steps: int = 32) -> tuple[Array, Array, Array]:
     """(‖X‖₂, gradient, v) with the top pair by warm-startable Lanczos; pass ``v`` back as
     ``v0``."""
     pair = spectral_top_pair_lanczos(B, Q, v0, steps)
     return pair.sigma, _spectral_grad_from_pair(pair, B), pair.v
 
 
-def spectral_grad_lanczos(B, Q):
+def spectral_grad_lanczos(B: ArrayLike, Q: ArrayLike) -> Array:
     r""":math:`(u_1v_1^T + v_1u_1^T)B` with the top pair from Lanczos (32 steps, fixed start)."""
     return spectral_value_and_grad_lanczos(B, Q)[1]
 
@@ -135,7 +138,7 @@ SPECTRAL_GRADIENTS = {"published": spectral_grad_published, "lanczos": spectral_
 # ---- exact minimiser -----------------------------------------------------------------------
 
 
-def solve_exact(Q, rank: int) -> Array:
+def solve_exact(Q: ArrayLike, rank: int) -> Array:
     r"""The ``(n, rank)`` matrix B minimising :math:`\|BB^T - Q\|_F`.
 
     With :math:`Q_s = (Q+Q^T)/2 = V\Lambda V^T` (eigenvalues descending) and :math:`Q_a` the skew
@@ -167,7 +170,7 @@ def _solve_exact(Q, rank):
     return V * jnp.sqrt(jnp.maximum(lam, 0))[None, :]
 
 
-def optimal_values(Q, rank: int) -> dict[str, float]:
+def optimal_values(Q: ArrayLike, rank: int) -> dict[str, float]:
     """The optimal Frobenius (and, for symmetric Q, spectral) values of :func:`solve_exact`."""
     Q = np.asarray(Q, dtype=np.float64)
     Qs, Qa = (Q + Q.T) / 2, (Q - Q.T) / 2
@@ -187,7 +190,8 @@ def optimal_values(Q, rank: int) -> dict[str, float]:
 FAMILIES = ("generic", "symmetric", "skew", "psd", "diagonal")
 
 
-def make_data(n=9, r=4, *, family="generic", seed=0, dtype=jnp.float64):
+def make_data(n: int = 9, r: int = 4, *, family: str = "generic", seed: int = 0,
+              dtype: DTypeLike = jnp.float64) -> tuple[Array, Array]:
     """``(B, Q)``: B Gaussian ``(n, r)``; Q from a family: generic, symmetric, skew, psd,
     diagonal."""
     check_sizes(n=n, r=r)
@@ -209,12 +213,13 @@ def make_data(n=9, r=4, *, family="generic", seed=0, dtype=jnp.float64):
     return B, Q
 
 
-def example_args(seed=0, *, n=9, r=4, dtype=jnp.float64):
+def example_args(seed: int = 0, *, n: int = 9, r: int = 4,
+                 dtype: DTypeLike = jnp.float64) -> tuple[Array, Array]:
     """Example ``(B, Q)``: rectangular B (n ≠ r), generic (non-symmetric) Q."""
     return make_data(n, r, family="generic", seed=seed, dtype=dtype)
 
 
-def kink_args(n=6, r=3, dtype=jnp.float64):
+def kink_args(n: int = 6, r: int = 3, dtype: DTypeLike = jnp.float64) -> tuple[Array, Array]:
     """``(B, Q)`` with a repeated top singular value of BBᵀ − Q (= diag(3, 3, 1, ...)): a kink."""
     B, _ = make_data(n, r, seed=3, dtype=dtype)
     D = jnp.diag(jnp.asarray([3.0, 3.0] + [1.0 / (i + 1) for i in range(n - 2)], dtype))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from .._checks import check_solver_options
+from .._typing import ArrayLike
 from ..linalg import materialize
 from .result import (
     CONVERGED_CODES,
@@ -101,7 +102,9 @@ def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
     return Stepper(s0, promoting("standard", body), _result)
 
 
-def lbfgs(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None, memory_size=10):
+def lbfgs(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Callable | None = None,
+          max_iters: int = 1000, tol: float | None = None, gtol: float | None = None,
+          memory_size: int = 10) -> SolveResult:
     """optax L-BFGS with its zoom line search (strong Wolfe)."""
     return run(lbfgs_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol, gtol=gtol,
                              memory_size=memory_size))
@@ -114,8 +117,9 @@ def lbfgs_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None,
                          max_iters=max_iters, tol=tol, gtol=gtol, linesearch=True)
 
 
-def adam(fun, init, *, grad=None, max_iters=5000, tol=None, gtol=None, learning_rate=1e-2,
-         decay_steps: int | None = None):
+def adam(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Callable | None = None,
+         max_iters: int = 5000, tol: float | None = None, gtol: float | None = None,
+         learning_rate: float = 1e-2, decay_steps: int | None = None) -> SolveResult:
     """optax Adam; the learning rate decays by cosine to 0 over ``decay_steps`` (default
     ``max_iters``) so the iterates settle instead of oscillating at a fixed step."""
     return run(adam_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol, gtol=gtol,

@@ -24,8 +24,9 @@ def exact_step_length(slope: Array, curvature: Array, fallback: Array) -> Array:
     return jnp.where(ok, -slope / jnp.where(ok, curvature, 1), fallback)
 
 
-def armijo_backtracking(phi: Callable[[Array], Array], phi0: Array, slope: Array, alpha0: Array,
-                        *, c1: float = 1e-4, shrink: float = 0.5, max_steps: int = 40):
+def armijo_backtracking(phi: Callable[[Array], Array], phi0: Array, slope: Array, alpha0: Array, *,
+                        c1: float = 1e-4, shrink: float = 0.5,
+                        max_steps: int = 40) -> tuple[Array, Array]:
     r"""Largest :math:`\alpha = \alpha_0\,\text{shrink}^j` with :math:`\phi(\alpha) \le \phi(0) +
     c_1\alpha\,\text{slope}` (``lax.while_loop``). Returns ``(alpha, phi(alpha))``; ``alpha = 0``
     (no move) when no such step was found, so ``f`` never increases."""

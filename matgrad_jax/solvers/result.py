@@ -19,6 +19,7 @@ REASONS = (
     "exact solve",
     "gradient mismatch",
 )
+"""Why a solve stopped, indexed by ``SolveResult.reason``'s code (``REASONS[code]``)."""
 RUNNING, GRADIENT, DECREASE, MAX_ITERS, NONFINITE, STALLED, EXACT, MISMATCH = range(len(REASONS))
 CONVERGED_CODES = (GRADIENT, DECREASE, EXACT)
 
