@@ -3,6 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 OUTDIR ?= out/example
+# The suite runs in this many worker processes (pytest-xdist; each test file stays in one worker,
+# so its module fixtures run once). Most of its time is XLA compiling, one core per compile.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint docs bench clean
 
@@ -25,7 +28,7 @@ run: $(VENV)/.run-deps
 
 test: $(VENV)/.test-deps
 	$(PY) -m ruff check matgrad_jax tests benchmarks docs/hooks.py
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The site, into site/ (offline; the suite builds it too, strictly). The notebooks are rendered
 # executed here (small sizes), and as stored (without outputs) in the suite's build.
