@@ -9,6 +9,7 @@ from .audit.latex import check_derivation_latex
 from .audit.steps import Step, from_gradient, step
 from .fit import fit
 from .minimize import GradientMismatch, MinimizeResult, minimize
+from .model import Model
 from .registry import (
     Chain,
     Derivation,
@@ -42,6 +43,7 @@ __all__ = [
     "GradientMismatch",
     "InputError",
     "MinimizeResult",
+    "Model",
     "SolveResult",
     "alternating_minimize",
     "check_gradient",

@@ -220,6 +220,14 @@ def cmd_fit(args) -> int:
         check_out_dir(out)  # before any work: a result that cannot be written is not computed
     except InputError as exc:
         return _fail(str(exc))
+    if args.model is not None:
+        from .cli_model import fit_model_cli
+
+        return fit_model_cli(args, out, _fail)
+    if args.method == "auto":
+        return _fail("--method auto: for --model fits; seed 1 takes exact, alternating, lbfgs, "
+                     "adam or cg")
+    args.method = args.method or "exact"
     assert args.method in METHODS
     options = dict(method=args.method, max_iters=args.max_iters, tol=args.tol)
     meta = dict(format="matgrad-checkpoint/1", method=args.method, dtype=args.dtype,
@@ -509,11 +517,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spread of P's column scales (1: well conditioned)")
     e.add_argument("--force", action="store_true")
     e.set_defaults(func=cmd_example)
-    f = sub.add_parser("fit", help="fit H_R, H_I to a data file")
+    f = sub.add_parser("fit", help="fit H_R, H_I to a data file, or a registered model "
+                       "(--model)")
     f.add_argument("data")
     f.add_argument("--out", required=True)
-    f.add_argument("--method", default="exact",
-                   choices=["exact", "alternating", "lbfgs", "adam", "cg"])
+    f.add_argument("--method", default=None,
+                   choices=["exact", "auto", "alternating", "lbfgs", "adam", "cg"],
+                   help="seed 1: exact (default), alternating, lbfgs, adam, cg; with --model: "
+                        "auto (default: L-BFGS), alternating, lbfgs, adam, cg")
+    f.add_argument("--model", default=None, metavar="TARGET:NAME",
+                   help="fit the derivation NAME that the file or module TARGET registers "
+                        "(DATA: its other arguments by name, starting values <arg>0)")
     f.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     f.add_argument("--max-iters", type=int, default=5000)
     f.add_argument("--ridge", type=float, default=0.0,

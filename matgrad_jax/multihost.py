@@ -83,6 +83,7 @@ def main(argv=None) -> int:
             local_problems.append(i)
     full = np.asarray(multihost_utils.process_allgather(R, tiled=True))
     errs = multihost_utils.process_allgather(np.array([local_err]))
+    model = _users_model(args.batch, multihost_utils)
     summary = {
         "process_count": jax.process_count(),
         "global_devices": jax.device_count(),
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
         "max_error_vs_single": float(np.max(errs)),
         "local_problems": sorted(local_problems),
         "seconds": seconds,
+        "model": model,
     }
     from .io import atomic_write_json
 
@@ -105,6 +107,36 @@ def main(argv=None) -> int:
         atomic_write_json(args.out, summary)
     jax.distributed.shutdown()
     return 0
+
+
+def _users_model(batch: int, multihost_utils) -> dict:
+    """A user's model across the processes too: ``matgrad_jax.examples``' factorisation (X as
+    data, U and V fitted), each process's shards against single ``minimize`` solves."""
+    import jax
+    import numpy as np
+
+    from . import examples
+    from .minimize import minimize
+    from .scale import solve_batch
+
+    rng = np.random.default_rng(0)
+    X, U0, V0 = (rng.standard_normal((batch, *s)) for s in ((8, 6), (8, 2), (6, 2)))
+    U, V = solve_batch({"X": X}, model="examples/mf/right", init={"U": U0, "V": V0})
+    one = jax.jit(lambda x, u, v: minimize(lambda U, V: examples.mf_objective(U, V, x), (u, v),
+                                           grad=lambda U, V: examples.mf_gradient(U, V, x),
+                                           verify="off").params[0])
+    err, mine = 0.0, []
+    for shard in U.addressable_shards:
+        start = shard.index[0].start or 0
+        for j in range(shard.data.shape[0]):
+            i = start + j
+            ref = one(X[i], U0[i], V0[i])
+            err = max(err, float(np.max(np.abs(np.asarray(shard.data[j]) - np.asarray(ref)))))
+            mine.append(i)
+    errs = multihost_utils.process_allgather(np.array([err]))
+    full = np.asarray(multihost_utils.process_allgather(U, tiled=True))
+    return {"gathered_shape": list(full.shape), "max_error_vs_single": float(np.max(errs)),
+            "local_problems": sorted(mine), "fully_addressable": bool(U.is_fully_addressable)}
 
 
 if __name__ == "__main__":

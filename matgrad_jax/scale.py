@@ -147,19 +147,32 @@ CHUNK_BYTES = 16 * 2**20
 most this many bytes (see its ``chunk_size``)."""
 
 
-def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None,
-                init: tuple[ArrayLike, ArrayLike] | None = None, ridge: float = 0.0,
+def solve_batch(data: Mapping, *, model: Any = None, method: str | None = None,
+                mesh: Mesh | None = None, init: Any = None, ridge: float = 0.0,
                 dtype: DTypeLike | None = None, full_result: bool = False,
-                chunk_size: int | None = None, **options: Any) -> tuple[Array, Array] | SolveResult:
-    """Solve a stack of seed-1 problems, the batch spread over all devices.
+                chunk_size: int | None = None, verify: str = "start",
+                **options: Any) -> tuple[Array, ...] | SolveResult:
+    """Solve a stack of problems — seed 1's, or a user's model — the batch spread over all
+    devices.
 
     Args:
-      data: dict of arrays ``A, B, Z, P, S, W``, each with a leading batch axis ``b``
-        (``A: (b, n, m)``, ``P: (b, 2m, k)``, …).
-      method: ``exact``, ``alternating``, ``cg``, ``lbfgs`` or ``adam``
-        (see :mod:`matgrad_jax.fit`).
+      data: for seed 1 (``model=None``), a dict of arrays ``A, B, Z, P, S, W``, each with a
+        leading batch axis ``b`` (``A: (b, n, m)``, ``P: (b, 2m, k)``, …). For a model, a dict
+        of stacked arrays named by its arguments that are not differentiated (its data).
+      model: None (seed 1), a registered derivation's name (``"mf/right"``), a
+        :class:`~matgrad_jax.Derivation` or a :class:`~matgrad_jax.model.Model`.
+      method: seed 1: ``exact`` (default), ``alternating``, ``cg``, ``lbfgs`` or ``adam`` (see
+        :mod:`matgrad_jax.fit`). A model: ``auto`` (default; L-BFGS), ``alternating``,
+        ``lbfgs``, ``adam``, ``cg``, or ``exact`` where the model has a closed-form solve (see
+        :func:`~matgrad_jax.minimize`).
       mesh: a 1-d mesh (default: :func:`device_mesh` over ``jax.devices()``).
-      init: optional stacked start ``(R0, Q0)``, each ``(b, n, m)``; zeros by default.
+      init: seed 1: optional stacked start ``(R0, Q0)``, each ``(b, n, m)``; zeros by default.
+        A model: a dict of stacked starting values named by its differentiated arguments
+        (required unless the method is ``exact``).
+      verify: a model's hand gradient is audited at the first problem before the batch is
+        solved (``"start"``, default; a failure raises
+        :class:`~matgrad_jax.GradientMismatch`), also checked inside every problem's loop
+        (``"always"``), or not (``"off"``). Seed 1's gradients are audited by the test suite.
       ridge: Tikhonov weight added to every problem.
       dtype: computation dtype (default: the data's widest float).
       full_result: return the batched :class:`SolveResult` instead of ``(R, Q)``.
@@ -174,9 +187,22 @@ def solve_batch(data: Mapping, *, method: str = "exact", mesh: Mesh | None = Non
         ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
 
     Returns:
-      ``(R, Q)``, each ``(b, n, m)``, sharded over the mesh along the batch axis (replicated when
-      the device count does not divide ``b``).
+      ``(R, Q)``, each ``(b, n, m)`` — for a model, its differentiated arrays stacked, in
+      ``argnums`` order — sharded over the mesh along the batch axis (replicated when the
+      device count does not divide ``b``).
     """
+    if model is not None:
+        from .scale_model import solve_model_batch
+
+        if ridge:
+            raise InputError("ridge: a seed-1 option; a model's objective is its own")
+        if dtype is not None:
+            raise InputError("dtype: a model's problems are solved in their data's dtype; "
+                             "cast the arrays instead")
+        return solve_model_batch(data, model, init=init, method=method, mesh=_check_mesh(mesh),
+                                 place=_place, pad=_pad, full_result=full_result,
+                                 chunk_size=chunk_size, verify=verify, **options)
+    method = "exact" if method is None else method
     arrays = _validate(data, stacked=True, dtype=dtype)
     opts = _options(method, options)
     ridge = real_scalar("ridge", ridge)

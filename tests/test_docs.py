@@ -79,13 +79,13 @@ def test_readme_is_a_short_guide_whose_quick_starts_run(tmp_path):
         assert section in text, section
     for link in re.findall(r"\]\(((?:docs|notebooks)/[^)#]*)", text):
         assert (ROOT / link).exists(), link
-    audit, mf, fit = python_blocks(readme)
+    audit, mf, fit, batch = python_blocks(readme)
     (tmp_path / "mf.py").write_text(mf)
-    script, expected = zip(*(with_checks(b) for b in (audit, fit)))
+    script, expected = zip(*(with_checks(b) for b in (audit, fit, batch)))
     proc = _run("\n".join(script), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _printed(proc.stdout) == [e for part in expected for e in part], proc.stdout
-    assert len(expected[0]) == 2 and len(expected[1]) == 3
+    assert [len(e) for e in expected] == [2, 3, 1]
 
     cli = subprocess.run([sys.executable, "-m", "matgrad_jax", "audit", "mf.py"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)

@@ -49,6 +49,17 @@ def test_batch_sharded_equals_single_device(four_devices, method):
     assert odd["shape"] == [6, 9, 5] and odd["err"] <= 1e-12
 
 
+def test_a_users_model_sharded_equals_single_solves(four_devices):
+    for b in (8, 6):  # 6: padded to 8 for the 4 devices, cut back
+        r = four_devices[f"model/mf/{b}"]
+        assert r["shape"] == [[b, 8, 2], [b, 6, 2]]
+        assert r["err"] <= 1e-12  # sharded == the same batch on one device
+        assert r["err_single"] <= 1e-6  # == minimize of each problem, to the solver tolerance
+    full = four_devices["model/mf/8"]
+    assert full["spec"] == ["batch"] and full["devices"] == [0, 1, 2, 3]
+    assert full["shard_rows"] == [2, 2, 2, 2]
+
+
 def test_batch_on_a_sub_mesh(four_devices):
     assert four_devices["batch/mesh2"] == {"devices": [0, 1], "converged": True}
 
@@ -88,6 +99,12 @@ def test_two_processes_with_jax_distributed(tmp_path):
     # each process solved its own half of the batch
     assert lines[0]["local_problems"] == list(range(6))
     assert lines[1]["local_problems"] == list(range(6, 12))
+    # ... and of a user's model (the factorisation, X as data)
+    for i, ln in enumerate(lines):
+        model = ln["model"]
+        assert model["gathered_shape"] == [12, 8, 2] and not model["fully_addressable"]
+        assert model["max_error_vs_single"] <= 1e-6
+        assert model["local_problems"] == list(range(6 * i, 6 * i + 6))
     assert json.loads(out.read_text())["process_count"] == 2
 
 

@@ -67,5 +67,26 @@ for n in (40, 37):
         devices, shapes = spread(R)
         out[f"rows/{method}/{n}"] = dict(spec=list(R.sharding.spec), devices=devices,
                                          shard_rows=[s[0] for s in shapes], err=err)
+# A user's model (the factorisation of matgrad_jax.examples, X as data) over the 4 devices.
+from matgrad_jax import examples, minimize  # noqa: E402
+
+rng = np.random.default_rng(0)
+X, U0, V0 = (rng.standard_normal(s) for s in ((8, 8, 6), (8, 8, 2), (8, 6, 2)))
+singles = [minimize(lambda U, V, i=i: examples.mf_objective(U, V, X[i]), (U0[i], V0[i]),
+                    grad=lambda U, V, i=i: examples.mf_gradient(U, V, X[i]), verify="off").params
+           for i in range(8)]
+for b in (8, 6):
+    U, V = solve_batch({"X": X[:b]}, model="examples/mf/right", init={"U": U0[:b], "V": V0[:b]})
+    on_one = solve_batch({"X": X[:b]}, model="examples/mf/right",
+                         init={"U": U0[:b], "V": V0[:b]}, mesh=one_device)
+    devices, shapes = spread(U)
+    out[f"model/mf/{b}"] = dict(
+        shape=[list(U.shape), list(V.shape)], spec=list(U.sharding.spec), devices=devices,
+        shard_rows=[s[0] for s in shapes],
+        err=max(float(np.max(np.abs(np.asarray(A) - np.asarray(B))))
+                for A, B in zip((U, V), on_one)),
+        err_single=max(float(np.max(np.abs(np.asarray(A)[i] - np.asarray(singles[i][j]))))
+                       for i in range(b) for j, A in enumerate((U, V))))
+
 with open(sys.argv[1], "w") as fh:  # results through a file: stdout is shared with the runtime
     json.dump(out, fh)

@@ -1,0 +1,120 @@
+"""``solve_batch(data, model=...)``: a stack of a user's problems, the batch over the devices.
+
+The same layout as the seed-1 batch (:mod:`matgrad_jax.scale`): the stacked data and starting
+values are placed with a :class:`~jax.sharding.NamedSharding` over a 1-d mesh, and
+``jax.shard_map`` gives each device its slice, which it solves with :func:`~matgrad_jax.minimize`
+under ``vmap`` (one ``while_loop`` per device, no communication). The hand gradient is audited
+once, on the host, at the first problem, before anything is placed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ._checks import InputError
+from .model import Model, as_model, float_dtype_of, to_device
+
+VERIFY = ("start", "always", "off")
+
+
+def solve_model_batch(data: Mapping | None, model: Any, *, init: Any, method: str | None,
+                      mesh: Mesh, place, pad, full_result: bool, chunk_size: int | None,
+                      verify: str = "start", **options: Any):
+    """The body of :func:`~matgrad_jax.solve_batch` for a model (see there)."""
+    from .minimize import METHODS, GradientMismatch
+
+    model = as_model(model)
+    method = "auto" if method is None else method
+    if method == "exact":
+        if model.exact is None:
+            raise InputError(f"method: 'exact' needs a closed-form solve, and model "
+                             f"{model.name!r} has none; use one of "
+                             f"{', '.join(m for m in METHODS if m != 'exact')}")
+    elif method not in METHODS:
+        raise InputError(f"method: expected one of {', '.join(METHODS + ('exact',))}, "
+                         f"got {method!r}")
+    if method == "exact" and full_result:
+        raise InputError("full_result: a model's exact solve gives its parameters only (no "
+                         "iterations or history); pass full_result=False")
+    if verify not in VERIFY:
+        raise InputError(f"verify: expected one of {VERIFY}, got {verify!r}")
+    if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
+                                       and not isinstance(chunk_size, bool) and chunk_size >= 0):
+        raise InputError(f"chunk_size: expected None or an integer >= 0, got {chunk_size!r}")
+    arrays, blocks, b = model.prepare(data, stacked=True, init=init if method != "exact" else
+                                      None)
+    dt = float_dtype_of(arrays, blocks)
+    opts = tuple(sorted(options.items()))
+    if model.grad is not None and verify in ("start", "always") and method != "exact":
+        _audit_first(model, arrays, blocks, dt, GradientMismatch)
+    axis = mesh.axis_names[0]
+    ndev = mesh.shape[axis]
+    padded = -(-b // ndev) * ndev
+    sharding = NamedSharding(mesh, P(axis))
+    placed = {k: place(pad(np.asarray(a, dt if np.issubdtype(a.dtype, np.floating) else None),
+                           padded, 0, "edge"), sharding) for k, a in arrays.items()}
+    x0 = None if blocks is None else tuple(place(pad(np.asarray(a, dt), padded, 0, "edge"),
+                                                 sharding) for a in blocks)
+    chunk = 0 if not chunk_size or chunk_size >= padded // ndev else int(chunk_size)
+    res = _program(model, placed, x0, mesh, method, "always" if verify == "always" else "off",
+                   opts, bool(full_result), chunk)
+    if padded != b:
+        res = jax.tree_util.tree_map(lambda x: x[:b], res)
+    if not full_result:
+        _refuse_nonfinite(model, res)
+    return res
+
+
+def _audit_first(model: Model, arrays, blocks, dt, mismatch) -> None:
+    """The hand gradient audited at the first problem (its data and start), on the host."""
+    first = to_device({k: a[0] for k, a in arrays.items()}, dt)
+    report = model.audit(first, tuple(jnp.asarray(a[0], dt) for a in blocks))
+    if not report.passed:
+        raise mismatch(report)
+
+
+@partial(jax.jit, static_argnames=("model", "mesh", "method", "verify", "opts", "full",
+                                   "chunk"))
+def _program(model, arrays, init, mesh, method, verify, opts, full, chunk):
+    from .minimize import minimize
+
+    spec = P(mesh.axis_names[0])
+    options = dict(opts)
+
+    def one(d, x0):
+        if method == "exact":
+            params = model.exact(**d)
+            return tuple(params) if isinstance(params, (tuple, list)) else (params,)
+        res = minimize(model.objective(d), x0, grad=model.gradient(d), method=method,
+                       verify=verify, domains=None, **options)
+        return res.result if full else res.params
+
+    def local(d, x0):
+        if chunk:
+            return jax.lax.map(lambda a: one(*a), (d, x0), batch_size=chunk)
+        return jax.vmap(one)(d, x0)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec, spec), out_specs=spec,
+                         check_vma=False)(arrays, init)
+
+
+def _refuse_nonfinite(model: Model, params: tuple) -> None:
+    """Parameters with NaN/Inf are never handed back as an answer: the problems are named."""
+    flags = jax.jit(lambda ps: jnp.stack([
+        jnp.all(jnp.isfinite(p.reshape(p.shape[0], -1)), axis=1) for p in ps]).all(axis=0))(
+        tuple(params))
+    if not flags.is_fully_addressable:
+        return  # across hosts each process sees its own shards; full_result=True to inspect
+    bad = np.flatnonzero(~np.asarray(flags))
+    if bad.size:
+        raise InputError(f"problem(s) {', '.join(map(str, bad[:8]))}{'…' if bad.size > 8 else ''}"
+                         f": the fit of model {model.name!r} ended non-finite ({bad.size} of "
+                         f"{flags.shape[0]}); pass full_result=True for the per-problem results")
