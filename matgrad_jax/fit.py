@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 
 from ._checks import InputError, check_solver_options, start_pair, unknown_options
-from ._typing import ArrayLike
 from .linalg import hpd_inverse
 from .precision import FIT_PRECISION, products, traced_at
 from .problems.channel import (
@@ -173,10 +172,28 @@ def _start(problem: Problem, init):
     return start_pair(init, problem.shape, problem.dtype, dims="(n, m)")
 
 
-def fit(problem: Problem, *, method: str = "alternating",
-        init: tuple[ArrayLike, ArrayLike] | None = None, max_iters: int = 1000,
-        tol: float | None = None, gtol: float | None = None, **options: Any) -> SolveResult:
-    """Check the method and the start, then :func:`fit_problem` (zeros when ``init`` is None)."""
+def fit(problem: Any, *, method: str = "alternating", init: Any = None, max_iters: int = 1000,
+        tol: float | None = None, gtol: float | None = None, data: Any = None,
+        **options: Any) -> SolveResult:
+    """Fit seed 1's ``problem`` (a :class:`~matgrad_jax.problems.channel.Problem`; zeros when
+    ``init`` is None), or a user's model to one data set.
+
+    For a model — a :class:`~matgrad_jax.Model`, a :class:`~matgrad_jax.Derivation` or a
+    registered derivation's name — ``data`` is a dict of its data arguments by name and
+    ``init`` its starting parameters (a dict by name, or a tuple in argnums order); the fit is
+    :meth:`Model.fit <matgrad_jax.Model.fit>` (``minimize`` with the hand gradient audited at
+    ``init``), and ``method`` is one of :func:`~matgrad_jax.minimize`'s.
+    """
+    if not isinstance(problem, Problem):
+        from .model import Model
+
+        if isinstance(problem, (str, Model)) or type(problem).__name__ == "Derivation":
+            from .model import as_model
+
+            return as_model(problem).fit(data, init, method=method, max_iters=max_iters,
+                                         tol=tol, gtol=gtol, **options)
+    elif data is not None:
+        raise InputError("data: for a model; a channel.Problem holds its data")
     if method not in METHODS:
         raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     unknown_options("fit", options, FIT_OPTIONS + ("method", "init", "max_iters", "tol", "gtol"))

@@ -142,6 +142,32 @@ class Model:
                               arg_names=self.arg_names, domains=self.domains, n_family=0,
                               name=self.name)
 
+    def fit(self, data: Mapping | None, init: Any = None, *, method: str = "auto",
+            verify: str = "start", **options: Any) -> Any:
+        """Fit one data set: :func:`~matgrad_jax.minimize` of :meth:`objective` with the hand
+        gradient (audited at ``init`` first, unless ``verify="off"``), or the closed-form solve
+        for ``method="exact"``. ``init``: a dict by :attr:`param_names` or a tuple in argnums
+        order. Returns a :class:`~matgrad_jax.MinimizeResult` (the exact solve: the tuple of
+        parameters)."""
+        from .minimize import minimize
+
+        if method == "exact":
+            if self.exact is None:
+                raise InputError(f"method: 'exact' needs a closed-form solve, and model "
+                                 f"{self.name!r} has none")
+            arrays, _, _ = self.prepare(data)
+            out = self.exact(**to_device(arrays, float_dtype_of(arrays, None)))
+            return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        arrays, blocks, _ = self.prepare(data, init=init)
+        if blocks is None:
+            raise InputError(f"init: method {method!r} needs starting values "
+                             f"{', '.join(self.param_names)}")
+        dt = float_dtype_of(arrays, blocks)
+        d = to_device(arrays, dt)
+        x0 = tuple(jnp.asarray(b, dt) for b in blocks)
+        return minimize(self.objective(d), x0, grad=self.gradient(d), method=method,
+                        verify=verify, domains=_param_domains(self), **options)
+
     # -- the boundary ----------------------------------------------------------------------------
 
     def prepare(self, data: Mapping | None, *, stacked: bool = False,
@@ -213,6 +239,18 @@ class Model:
             raise InputError(f"init: model {self.name!r} has no closed-form solve, so it needs "
                              f"starting values {', '.join(self.param_names)}")
         return arrays, blocks, batch
+
+
+def _param_domains(model: Model) -> dict | None:
+    """The model's domains re-keyed for minimize (its blocks are the parameters, in order)."""
+    if not model.domains:
+        return None
+    out = {}
+    for key, kind in model.domains.items():
+        pos = model.arg_names.index(key) if isinstance(key, str) else int(key)
+        if pos in model.argnums:
+            out[model.argnums.index(pos)] = kind
+    return out or None
 
 
 def _real(name: str, x: ArrayLike) -> np.ndarray:

@@ -209,3 +209,23 @@ def test_matgrad_fit_model_refuses_with_one_line(model_dir):
     np.savez(model_dir / "d.npz", X=np.ones((40, 30)), U0=np.ones((40, 4)))
     assert "missing starting value(s) V0" in run("--model", "mfm.py:mf/right")
     assert not (model_dir / "o" / "solution.npz").exists()
+
+
+def test_fit_of_a_model_on_one_data_set():
+    U0_, V0_, X_ = examples.mf_example()
+    res = mg.fit("examples/mf/right", data={"X": X_}, init={"U": U0_, "V": V0_},
+                 method="lbfgs")
+    assert bool(res.converged) and res.method == "lbfgs" and res.verified == "start"
+    g = examples.mf_gradient(*res.params, X_)
+    g0 = examples.mf_gradient(U0_, V0_, X_)
+    assert float(jnp.linalg.norm(g[0])) < 1e-5 * float(jnp.linalg.norm(g0[0]))
+    Sigma0, S = examples.nll_example()
+    with pytest.raises(mg.GradientMismatch) as info:  # the model's SPD domain is used
+        mg.fit("examples/gaussian_nll/convention", data={"S": S}, init={"Sigma": Sigma0},
+               method="lbfgs")
+    assert info.value.report.diagnosis == "symmetric-convention"
+    with pytest.raises(mg.InputError, match="data: for a model"):
+        from matgrad_jax.problems import channel
+
+        d = channel.make_data(6, 4, 5, 7)
+        mg.fit(channel.Problem(*(d[k] for k in channel.DATA_NAMES)), data={"X": X_})
