@@ -69,8 +69,10 @@ def test_full_result_and_methods():
     assert isinstance(res, mg.SolveResult) and res.converged.shape == (B,)
     assert bool(np.all(res.converged)) and np.all(np.isfinite(res.value))
     alt = mg.solve_batch({"X": X}, model="examples/mf/right", init=(U0, V0),
-                         method="alternating", max_iters=50, full_result=True)
+                         method="alternating", max_iters=50, full_result=True, verify="always")
     assert np.all(np.asarray(alt.iterations) <= 50)
+    # checked inside every problem's loop as well: a right gradient is never stopped for it
+    assert "gradient mismatch" not in list(np.atleast_1d(alt.reason))
 
 
 def test_a_wrong_hand_gradient_is_refused_before_the_batch():
