@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -138,29 +139,39 @@ def _fail(message: str) -> int:
     return 2
 
 
+def read_named(args, known: tuple[str, ...]) -> dict:
+    """The arrays ``known`` that DATA holds (``--names NAME=FILE_NAME`` applied), bounded by
+    ``--max-array-mib``; absent ones are missing from the result. Raises InputError."""
+    from ._checks import InputError
+    from .io import array_names, load_arrays
+
+    renames = {}
+    for pair in args.names or []:
+        ours, _, theirs = pair.partition("=")
+        if ours not in known or not theirs:
+            raise InputError(f"--names: expected NAME=FILE_NAME with NAME in "
+                             f"{', '.join(known)}; got {pair!r}")
+        renames[ours] = theirs
+    data = load_arrays(args.data, [renames.get(k, k) for k in known],
+                       max_bytes=int(args.max_array_mib * 2**20))
+    for ours, theirs in renames.items():
+        if theirs not in data:
+            raise InputError(f"--names {ours}={theirs}: DATA has no array named {theirs!r} "
+                             f"(it holds: {', '.join(array_names(args.data)) or 'none'})")
+        data[ours] = data.pop(theirs)
+    return data
+
+
 def _load_problem(args):
     """Read DATA, apply --names, build the Problem and the start. Raises InputError."""
     import numpy as np
 
     from ._checks import InputError, start_pair
     from .fit import WITHOUT_REFERENCE
-    from .io import array_names, fingerprint, load_arrays
+    from .io import array_names, fingerprint
     from .problems import channel
 
-    renames = {}
-    for pair in args.names or []:
-        ours, _, theirs = pair.partition("=")
-        if ours not in channel.DATA_NAMES + ("R0", "Q0") or not theirs:
-            raise InputError(f"--names: expected NAME=FILE_NAME with NAME in "
-                             f"{', '.join(channel.DATA_NAMES)}, R0, Q0; got {pair!r}")
-        renames[ours] = theirs
-    wanted = [renames.get(k, k) for k in channel.DATA_NAMES + ("R0", "Q0")]
-    data = load_arrays(args.data, wanted, max_bytes=int(args.max_array_mib * 2**20))
-    for ours, theirs in renames.items():
-        if theirs not in data:
-            raise InputError(f"--names {ours}={theirs}: DATA has no array named {theirs!r} "
-                             f"(it holds: {', '.join(array_names(args.data)) or 'none'})")
-        data[ours] = data.pop(theirs)
+    data = read_named(args, channel.DATA_NAMES + ("R0", "Q0"))
     missing = [k for k in channel.DATA_NAMES if k not in data]
     if missing:
         raise InputError(f"DATA: missing array(s) {', '.join(missing)} "
@@ -256,16 +267,11 @@ def _fit_locked(args, out, ckpt, problem, init, digest, options, meta) -> int:
     import numpy as np
 
     from .fit import fit_chunked, fit_start
-    from .io import load_tree, npz_bytes, save_tree, write_result_set
-    from .progress import FitProgress
+    from .io import load_tree, npz_bytes
 
-    if (out / "solution.npz").exists() and not args.force:
-        return _fail(f"{out}/solution.npz exists; pass --force to overwrite")
-    if args.resume and not ckpt.is_file():
-        return _fail(f"--resume: no checkpoint in {out} (expected {ckpt})")
-    if ckpt.exists() and not (args.resume or args.force):
-        return _fail(f"{ckpt} holds an unfinished run; pass --resume to continue it or "
-                     "--force to start over")
+    refused = out_refusal(args, out, ckpt)
+    if refused:
+        return _fail(refused)
     meta["data_sha256"] = digest
     state, elapsed, times = None, 0.0, []
     if args.resume:
@@ -274,38 +280,19 @@ def _fit_locked(args, out, ckpt, problem, init, digest, options, meta) -> int:
         state, saved = load_tree(ckpt, template, expect=meta)
         elapsed, times = float(saved["seconds"]), list(saved["times"])
 
-    t0 = time.perf_counter()
-    every = args.checkpoint_every
-    with FitProgress(args.max_iters, f"matgrad fit ({args.method})") as bar:
-        def on_chunk(s, final):
-            k = int(s["k"])
-            seconds = elapsed + time.perf_counter() - t0
-            times.append([k, seconds])
-            bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
-            if every and not final:
-                save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds,
-                                    "times": times})
-
-        res = fit_chunked(problem, init, state=state, checkpoint_every=every,
-                          on_chunk=on_chunk, **options)
-        R, Q = (np.asarray(x) for x in res.params)
-    seconds = elapsed + time.perf_counter() - t0
+    res, seconds = run_with_progress(
+        args, ckpt, meta, elapsed, times, f"matgrad fit ({args.method})",
+        lambda on_chunk: fit_chunked(problem, init, state=state,
+                                     checkpoint_every=args.checkpoint_every,
+                                     on_chunk=on_chunk, **options))
+    R, Q = (np.asarray(x) for x in res.params)
     if not (np.isfinite(float(res.value)) and np.all(np.isfinite(R)) and np.all(np.isfinite(Q))):
         print(f"error: the fit ended non-finite after {int(res.iterations)} iteration(s) "
               f"({res.reason}); nothing was written. G = K_c K_cᴴ may be numerically singular "
               "or the method diverged: try --method exact, or scale the data", file=sys.stderr)
         return 3
-    hist = {**res.to_dict(), "method": args.method, "seconds": seconds, "dtype": args.dtype,
-            "times": [{"iteration": k, "seconds": t} for k, t in times],
-            "resumed": bool(args.resume), "data_sha256": meta["data_sha256"]}
-    files = {"solution.npz": npz_bytes(R=R, Q=Q, H=R + 1j * Q),
-             "history.json": (json.dumps(hist, indent=2, default=float) + "\n").encode()}
-    png = _convergence_png(res, args.method)
-    if png is not None:
-        files["convergence.png"] = png
-    # one set: solution, history and plot together (the checkpoint has served: it goes too)
-    write_result_set(out, files, remove=("checkpoint.npz",) if png is not None else
-                     ("checkpoint.npz", "convergence.png"))
+    png = write_fit(args, out, res, args.method, seconds, times, meta,
+                    npz_bytes(R=R, Q=Q, H=R + 1j * Q))
     n, m = problem.shape
     print(f"matgrad fit: n={n}, m={m}, method {args.method} ({args.dtype})\n"
           f"  objective   {float(res.value):.10g}\n"
@@ -315,6 +302,62 @@ def _fit_locked(args, out, ckpt, problem, init, digest, options, meta) -> int:
           f"  wrote       {out}/solution.npz (R, Q, H), history.json"
           + (", convergence.png" if png is not None else ""))
     return 0
+
+
+def out_refusal(args, out: Path, ckpt: Path) -> str | None:
+    """Why ``--out`` may not be written now (a result without ``--force``, ``--resume``
+    without a checkpoint, an unfinished checkpoint without either), or None."""
+    if (out / "solution.npz").exists() and not args.force:
+        return f"{out}/solution.npz exists; pass --force to overwrite"
+    if args.resume and not ckpt.is_file():
+        return f"--resume: no checkpoint in {out} (expected {ckpt})"
+    if ckpt.exists() and not (args.resume or args.force):
+        return (f"{ckpt} holds an unfinished run; pass --resume to continue it or --force to "
+                "start over")
+    return None
+
+
+def run_with_progress(args, ckpt, meta: dict, elapsed: float, times: list, title: str,
+                      fit: Callable) -> tuple:
+    """``fit(on_chunk)`` under a progress bar, saving a checkpoint every
+    ``--checkpoint-every`` iterations; ``(result, seconds)``, the seconds of earlier runs of a
+    resumed fit included. ``times`` gets ``[iteration, seconds]`` per chunk."""
+    from .io import save_tree
+    from .progress import FitProgress
+
+    t0 = time.perf_counter()
+    every = args.checkpoint_every
+    with FitProgress(args.max_iters, title) as bar:
+        def on_chunk(s, final):
+            k = int(s["k"])
+            seconds = elapsed + time.perf_counter() - t0
+            times.append([k, seconds])
+            bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
+            if every and not final:
+                save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds,
+                                    "times": times})
+
+        res = fit(on_chunk)
+    return res, elapsed + time.perf_counter() - t0
+
+
+def write_fit(args, out: Path, res, method: str, seconds: float, times: list, meta: dict,
+              solution: bytes, **extra) -> bytes | None:
+    """solution.npz, history.json and convergence.png written as one set (the checkpoint has
+    served: it goes too); the plot's bytes, or None without matplotlib."""
+    from .io import write_result_set
+
+    hist = {**res.to_dict(), **extra, "method": method, "seconds": seconds, "dtype": args.dtype,
+            "times": [{"iteration": k, "seconds": t} for k, t in times],
+            "resumed": bool(args.resume), "data_sha256": meta["data_sha256"]}
+    files = {"solution.npz": solution,
+             "history.json": (json.dumps(hist, indent=2, default=float) + "\n").encode()}
+    png = _convergence_png(res, method)
+    if png is not None:
+        files["convergence.png"] = png
+    write_result_set(out, files, remove=("checkpoint.npz",) if png is not None else
+                     ("checkpoint.npz", "convergence.png"))
+    return png
 
 
 def _convergence_png(res, method: str) -> bytes | None:

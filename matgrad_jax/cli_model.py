@@ -9,9 +9,7 @@ differentiated arrays by name), ``history.json`` and ``convergence.png``, writte
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,24 +46,12 @@ def load_model_data(args, model) -> tuple[dict, tuple, str]:
     """DATA's arrays for ``model`` (``--names`` applied), the start, and their fingerprint."""
     import numpy as np
 
-    from .io import array_names, fingerprint, load_arrays
+    from .cli import read_named
+    from .io import array_names, fingerprint
 
     starts = tuple(f"{p}0" for p in model.param_names)
     known = model.data_names + starts
-    renames = {}
-    for pair in args.names or []:
-        ours, _, theirs = pair.partition("=")
-        if ours not in known or not theirs:
-            raise InputError(f"--names: expected NAME=FILE_NAME with NAME in "
-                             f"{', '.join(known)}; got {pair!r}")
-        renames[ours] = theirs
-    data = load_arrays(args.data, [renames.get(k, k) for k in known],
-                       max_bytes=int(args.max_array_mib * 2**20))
-    for ours, theirs in renames.items():
-        if theirs not in data:
-            raise InputError(f"--names {ours}={theirs}: DATA has no array named {theirs!r} "
-                             f"(it holds: {', '.join(array_names(args.data)) or 'none'})")
-        data[ours] = data.pop(theirs)
+    data = read_named(args, known)
     missing = [k for k in model.data_names if k not in data]
     if missing:
         raise InputError(f"DATA: missing array(s) {', '.join(missing)}, the data of model "
@@ -122,19 +108,14 @@ def _locked(args, out: Path, model, data, init, method: str, meta: dict[str, Any
     import jax.numpy as jnp
     import numpy as np
 
-    from .cli import _convergence_png
+    from .cli import out_refusal, run_with_progress, write_fit
     from .fit_model import fit_model_chunked, model_start
-    from .io import load_tree, npz_bytes, save_tree, write_result_set
-    from .progress import FitProgress
+    from .io import load_tree, npz_bytes
 
     ckpt = out / "checkpoint.npz"
-    if (out / "solution.npz").exists() and not args.force:
-        return fail(f"{out}/solution.npz exists; pass --force to overwrite")
-    if args.resume and not ckpt.is_file():
-        return fail(f"--resume: no checkpoint in {out} (expected {ckpt})")
-    if ckpt.exists() and not (args.resume or args.force):
-        return fail(f"{ckpt} holds an unfinished run; pass --resume to continue it or "
-                    "--force to start over")
+    refused = out_refusal(args, out, ckpt)
+    if refused:
+        return fail(refused)
     data = {k: jnp.asarray(a) for k, a in data.items()}
     init = tuple(jnp.asarray(b) for b in init)
     options = dict(max_iters=args.max_iters, tol=args.tol)
@@ -144,35 +125,18 @@ def _locked(args, out: Path, model, data, init, method: str, meta: dict[str, Any
         template = model_start(model, data, init, method, opts)
         state, saved = load_tree(ckpt, template, expect=meta)
         elapsed, times = float(saved["seconds"]), list(saved["times"])
-    t0 = time.perf_counter()
-    every = args.checkpoint_every
-    with FitProgress(args.max_iters, f"matgrad fit {model.name} ({method})") as bar:
-        def on_chunk(s, final):
-            k = int(s["k"])
-            seconds = elapsed + time.perf_counter() - t0
-            times.append([k, seconds])
-            bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
-            if every and not final:
-                save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds, "times": times})
-
-        res = fit_model_chunked(model, data, init, method=method, state=state,
-                                checkpoint_every=every, on_chunk=on_chunk, **options)
+    res, seconds = run_with_progress(
+        args, ckpt, meta, elapsed, times, f"matgrad fit {model.name} ({method})",
+        lambda on_chunk: fit_model_chunked(model, data, init, method=method, state=state,
+                                           checkpoint_every=args.checkpoint_every,
+                                           on_chunk=on_chunk, **options))
     params = {n: np.asarray(p) for n, p in zip(model.param_names, res.params)}
-    seconds = elapsed + time.perf_counter() - t0
     if not (np.isfinite(float(res.value)) and all(np.isfinite(p).all() for p in params.values())):
         print(f"error: the fit ended non-finite after {int(res.iterations)} iteration(s) "
               f"({res.reason}); nothing was written", file=sys.stderr)
         return 3
-    hist = {**res.to_dict(), "model": model.name, "method": method, "seconds": seconds,
-            "dtype": args.dtype, "times": [{"iteration": k, "seconds": t} for k, t in times],
-            "resumed": bool(args.resume), "data_sha256": meta["data_sha256"]}
-    files = {"solution.npz": npz_bytes(**params),
-             "history.json": (json.dumps(hist, indent=2, default=float) + "\n").encode()}
-    png = _convergence_png(res, method)
-    if png is not None:
-        files["convergence.png"] = png
-    write_result_set(out, files, remove=("checkpoint.npz",) if png is not None else
-                     ("checkpoint.npz", "convergence.png"))
+    png = write_fit(args, out, res, method, seconds, times, meta, npz_bytes(**params),
+                    model=model.name)
     print(f"matgrad fit: model {model.name}, method {method} ({args.dtype})\n"
           f"  objective   {float(res.value):.10g}\n"
           f"  iterations  {int(res.iterations)}, converged={bool(res.converged)} ({res.reason})\n"

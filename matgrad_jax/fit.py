@@ -27,7 +27,7 @@ from .problems.channel import (
 from .solvers.alternating import alternating_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper
 from .solvers.result import EXACT, SolveResult, build_result, empty_history, record, tree_norm
-from .solvers.stepper import Stepper, advance, run
+from .solvers.stepper import Stepper, advance, drive, run
 
 METHODS = ("exact", "alternating", "cg", "lbfgs", "adam")
 WITHOUT_REFERENCE = ("exact", "cg")
@@ -214,10 +214,6 @@ def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
     e.g. to draw a progress bar or save ``state`` (a pytree of arrays; pass it back as ``state``
     to resume). The iterates equal those of one uninterrupted :func:`fit_problem`.
     """
-    import time
-
-    from .solvers.result import RUNNING
-
     if checkpoint_every is not None and checkpoint_every < 1:
         raise InputError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
     unknown_options("fit_chunked", options, FIT_OPTIONS + ("method", "max_iters", "tol", "gtol"))
@@ -226,18 +222,7 @@ def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
         raise InputError(problem.singular)
     if state is None:
         state = fit_start(problem, _start(problem, init), **options)
-    chunk = checkpoint_every or 8
-    k, ran = int(state["k"]), False
-    while int(state["code"]) == RUNNING:
-        ran = True
-        stop = (k // chunk + 1) * chunk if checkpoint_every else k + chunk
-        t0 = time.perf_counter()
-        state = fit_advance(problem, state, jnp.asarray(stop, jnp.int32), **options)
-        k = int(state["k"])  # the one host sync per chunk
-        if not checkpoint_every and time.perf_counter() - t0 < target_seconds / 2:
-            chunk *= 2
-        if on_chunk is not None:
-            on_chunk(state, int(state["code"]) != RUNNING)
-    if on_chunk is not None and not ran:
-        on_chunk(state, True)
+    state = drive(lambda st, stop: fit_advance(problem, st, stop, **options), state,
+                  checkpoint_every=checkpoint_every, on_chunk=on_chunk,
+                  target_seconds=target_seconds)
     return fit_finish(problem, state, **options)

@@ -9,18 +9,16 @@ what ``matgrad fit DATA --model TARGET:NAME`` runs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from ._checks import InputError, check_solver_options
 from .model import Model
-from .solvers.result import RUNNING, SolveResult
-from .solvers.stepper import Stepper, advance
+from .solvers.result import SolveResult
+from .solvers.stepper import Stepper, advance, drive
 
 _STATIC = ("model", "method", "opts")
 
@@ -74,18 +72,7 @@ def fit_model_chunked(model: Model, data: Mapping, init: tuple, *, method: str =
     opts = tuple(sorted(options.items()))
     if state is None:
         state = model_start(model, data, init, method, opts)
-    chunk = checkpoint_every or 8
-    k, ran = int(state["k"]), False
-    while int(state["code"]) == RUNNING:
-        ran = True
-        stop = (k // chunk + 1) * chunk if checkpoint_every else k + chunk
-        t0 = time.perf_counter()
-        state = model_advance(model, data, state, jnp.asarray(stop, jnp.int32), method, opts)
-        k = int(state["k"])  # the one host sync per chunk
-        if not checkpoint_every and time.perf_counter() - t0 < target_seconds / 2:
-            chunk *= 2
-        if on_chunk is not None:
-            on_chunk(state, int(state["code"]) != RUNNING)
-    if on_chunk is not None and not ran:
-        on_chunk(state, True)
+    state = drive(lambda st, stop: model_advance(model, data, st, stop, method, opts), state,
+                  checkpoint_every=checkpoint_every, on_chunk=on_chunk,
+                  target_seconds=target_seconds)
     return model_finish(model, data, state, method, opts)

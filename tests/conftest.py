@@ -15,7 +15,8 @@ _verdict.STRICT = True  # every report the suite produces is checked for self-co
 
 # Files whose module fixtures or subprocesses take a minute or more run first, so that with
 # pytest-xdist (make test: a file per worker) neither worker is left with one at the end.
-_LONG_FILES = ("test_scale.py", "test_benchmarks_smoke.py", "test_cli.py", "test_notebooks.py")
+_LONG_FILES = ("test_channel.py", "test_scale.py", "test_benchmarks_smoke.py", "test_cli.py",
+               "test_notebooks.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -47,3 +47,34 @@ def run(stepper: Stepper) -> SolveResult:
 def advance(step: Callable[[dict], dict], state: dict, stop_at) -> dict:
     """Iterate until a stopping rule fires or ``state["k"] == stop_at`` (a traced integer)."""
     return jax.lax.while_loop(lambda s: (s["code"] == RUNNING) & (s["k"] < stop_at), step, state)
+
+
+def drive(advance_to: Callable[[dict, Any], dict], state: dict, *,
+          checkpoint_every: int | None = None, on_chunk: Callable | None = None,
+          target_seconds: float = 0.25) -> dict:
+    """Run ``state`` to its end from the host, a chunk at a time: ``advance_to(state, stop)``
+    (a jitted :func:`advance`) until iteration ``stop``, one host sync per chunk.
+
+    With ``checkpoint_every=N`` chunks end at multiples of N; otherwise a chunk's length doubles
+    until it takes about ``target_seconds``. ``on_chunk(state, final)`` is called after every
+    chunk (once, with ``final=True``, when nothing was left to run). Returns the final state.
+    """
+    import time
+
+    import jax.numpy as jnp
+
+    chunk = checkpoint_every or 8
+    k, ran = int(state["k"]), False
+    while int(state["code"]) == RUNNING:
+        ran = True
+        stop = (k // chunk + 1) * chunk if checkpoint_every else k + chunk
+        t0 = time.perf_counter()
+        state = advance_to(state, jnp.asarray(stop, jnp.int32))
+        k = int(state["k"])  # the one host sync per chunk
+        if not checkpoint_every and time.perf_counter() - t0 < target_seconds / 2:
+            chunk *= 2
+        if on_chunk is not None:
+            on_chunk(state, int(state["code"]) != RUNNING)
+    if on_chunk is not None and not ran:
+        on_chunk(state, True)
+    return state

@@ -72,9 +72,10 @@ from matgrad_jax import examples, minimize  # noqa: E402
 
 rng = np.random.default_rng(0)
 X, U0, V0 = (rng.standard_normal(s) for s in ((8, 8, 6), (8, 8, 2), (8, 6, 2)))
-singles = [minimize(lambda U, V, i=i: examples.mf_objective(U, V, X[i]), (U0[i], V0[i]),
-                    grad=lambda U, V, i=i: examples.mf_gradient(U, V, X[i]), verify="off").params
-           for i in range(8)]
+one_solve = jax.jit(lambda x, u, v: minimize(lambda U, V: examples.mf_objective(U, V, x), (u, v),
+                                              grad=lambda U, V: examples.mf_gradient(U, V, x),
+                                              verify="off").params)  # one program for all
+singles = [one_solve(X[i], U0[i], V0[i]) for i in range(8)]
 for b in (8, 6):
     U, V = solve_batch({"X": X[:b]}, model="examples/mf/right", init={"U": U0[:b], "V": V0[:b]})
     on_one = solve_batch({"X": X[:b]}, model="examples/mf/right",
