@@ -87,11 +87,12 @@ def fit_model_cli(args, out: Path, fail) -> int:
         data, init, digest = load_model_data(args, model)
     except InputError as exc:
         return fail(str(exc))
-    if model.grad is not None and not args.resume:
-        import jax.numpy as jnp
+    import jax.numpy as jnp
 
-        report = model.audit({k: jnp.asarray(a) for k, a in data.items()},
-                             tuple(jnp.asarray(b) for b in init))
+    data = {k: jnp.asarray(a) for k, a in data.items()}  # on the device once, for both uses
+    init = tuple(jnp.asarray(b) for b in init)
+    if model.grad is not None and not args.resume:
+        report = model.audit(data, init)
         if not report.passed:
             return fail(f"the hand gradient of {model.name!r} fails its audit at the start, so "
                         f"it is not fitted: {report.headline()}")
@@ -105,7 +106,6 @@ def fit_model_cli(args, out: Path, fail) -> int:
 
 
 def _locked(args, out: Path, model, data, init, method: str, meta: dict[str, Any], fail) -> int:
-    import jax.numpy as jnp
     import numpy as np
 
     from .cli import out_refusal, run_with_progress, write_fit
@@ -116,8 +116,6 @@ def _locked(args, out: Path, model, data, init, method: str, meta: dict[str, Any
     refused = out_refusal(args, out, ckpt)
     if refused:
         return fail(refused)
-    data = {k: jnp.asarray(a) for k, a in data.items()}
-    init = tuple(jnp.asarray(b) for b in init)
     options = dict(max_iters=args.max_iters, tol=args.tol)
     opts = tuple(sorted(options.items()))
     state, elapsed, times = None, 0.0, []

@@ -185,11 +185,10 @@ def fit(problem: Any, *, method: str = "alternating", init: Any = None, max_iter
     ``init``), and ``method`` is one of :func:`~matgrad_jax.minimize`'s.
     """
     if not isinstance(problem, Problem):
-        from .model import Model
+        from .model import Model, as_model
+        from .registry import Derivation
 
-        if isinstance(problem, (str, Model)) or type(problem).__name__ == "Derivation":
-            from .model import as_model
-
+        if isinstance(problem, (str, Model, Derivation)):
             return as_model(problem).fit(data, init, method=method, max_iters=max_iters,
                                          tol=tol, gtol=gtol, **options)
     elif data is not None:

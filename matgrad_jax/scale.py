@@ -200,8 +200,8 @@ def solve_batch(data: Mapping, *, model: Any = None, method: str | None = None,
             raise InputError("dtype: a model's problems are solved in their data's dtype; "
                              "cast the arrays instead")
         return solve_model_batch(data, model, init=init, method=method, mesh=_check_mesh(mesh),
-                                 place=_place, pad=_pad, full_result=full_result,
-                                 chunk_size=chunk_size, verify=verify, **options)
+                                 full_result=full_result, chunk_size=chunk_size, verify=verify,
+                                 **options)
     method = "exact" if method is None else method
     arrays = _validate(data, stacked=True, dtype=dtype)
     opts = _options(method, options)

@@ -26,10 +26,12 @@ VERIFY = ("start", "always", "off")
 
 
 def solve_model_batch(data: Mapping | None, model: Any, *, init: Any, method: str | None,
-                      mesh: Mesh, place, pad, full_result: bool, chunk_size: int | None,
+                      mesh: Mesh, full_result: bool, chunk_size: int | None,
                       verify: str = "start", **options: Any):
     """The body of :func:`~matgrad_jax.solve_batch` for a model (see there)."""
     from .minimize import METHODS, GradientMismatch
+    from .scale import _pad as pad
+    from .scale import _place as place
 
     model = as_model(model)
     method = "auto" if method is None else method
