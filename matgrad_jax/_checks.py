@@ -203,7 +203,8 @@ def check_sizes(**sizes) -> None:
 
 
 def check_solver_options(*, max_iters=None, tol=None, gtol=None, learning_rate=None,
-                         refine=None, memory_size=None, decay_steps=None) -> None:
+                         refine=None, memory_size=None, decay_steps=None,
+                         newton_iters=None) -> None:
     """Check a solver's scalar options where they enter, before any tracing.
 
     ``max_iters``, ``refine``: integers ``>= 0`` (``max_iters=0`` evaluates the start only);
@@ -214,6 +215,7 @@ def check_solver_options(*, max_iters=None, tol=None, gtol=None, learning_rate=N
     a tolerance may be an array; its value is not known here)."""
     for name, value, least in (("max_iters", max_iters, 0), ("refine", refine, 0),
                                ("memory_size", memory_size, 1),
+                               ("newton_iters", newton_iters, 1),
                                ("decay_steps", decay_steps, 1)):
         if value is None:
             continue
@@ -261,13 +263,15 @@ def check_blocks(init) -> tuple:
     return tuple(out)
 
 
-def check_block_gradient(grad, blocks) -> None:
+def check_block_gradient(grad, blocks, out=None) -> None:
     """The hand gradient's structure against the blocks, before anything iterates (a wrong
-    shape would otherwise surface as 'jvp called with different primal and tangent shapes')."""
-    try:
-        out = jax.eval_shape(grad, *blocks)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"grad: raised {type(exc).__name__} at init: {exc}") from None
+    shape would otherwise surface as 'jvp called with different primal and tangent shapes').
+    ``out``: its output's shapes where a trace already found them."""
+    if out is None:
+        try:
+            out = jax.eval_shape(grad, *blocks)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"grad: raised {type(exc).__name__} at init: {exc}") from None
     if len(blocks) == 1 and not isinstance(out, (tuple, list)):
         out = (out,)
     out = tuple(out) if isinstance(out, (tuple, list)) else out

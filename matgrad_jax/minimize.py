@@ -10,6 +10,7 @@ optimiser that is handed a wrong gradient then never reports convergence at a wr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import programs
 from ._checks import InputError, check_block_gradient, check_blocks, check_solver_options
 from ._typing import ArrayLike
 from .solvers.alternating import alternating_stepper
@@ -176,40 +178,112 @@ def minimize(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Call
     name = chosen if isinstance(chosen, str) else "optax"
     nb = len(blocks)
     autodiff = jax.grad(fun, argnums=tuple(range(nb)))
-    verified = verify
+    verified, shared = verify, None
     if grad is None:
         g = autodiff
         verified = "off"
     else:
         if not callable(grad):
             raise InputError(f"grad: expected a callable or None, got {type(grad).__name__}")
-        check_block_gradient(grad, blocks)
         g = _as_tuple_grad(grad)
+        shared = _traced(fun, g, blocks)  # None under jit/vmap or for unshareable code
+        check_block_gradient(grad, blocks, None if shared is None else shared[1].out_shapes())
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(blocks))
         if verify == "start" and traced:
             raise InputError('verify="start" audits on the host and cannot run under '
                              'jax.jit or jax.vmap; pass verify="off" or "always" there')
         if verify in ("start", "always") and not traced:  # traced "always": the loop's checks
-            from .audit import check_gradient
-
-            report = check_gradient(fun, lambda *b: g(*b) if nb > 1 else g(*b)[0], blocks,
-                                    argnums=tuple(range(nb)) if nb > 1 else 0,
-                                    domains=domains, n_family=0)
+            report = _start_audit(fun, g, blocks, domains, shared)
             if not report.passed:
                 if on_mismatch == "raise":
                     raise GradientMismatch(report)
                 if on_mismatch == "autodiff":
-                    g, verified = autodiff, "autodiff fallback"
+                    g, verified, shared = autodiff, "autodiff fallback", None
                 else:
                     import warnings
 
                     warnings.warn(f"minimize: {report.headline()}; continuing with the hand "
                                   "gradient", RuntimeWarning, stacklevel=2)
-    st = _stepper(fun, blocks, g, chosen, dict(max_iters=max_iters, **solver_options))
-    if verify == "always" and verified == "always":
-        dtype = jnp.finfo(jnp.result_type(jax.tree_util.tree_leaves(blocks)[0])).dtype
-        st = Stepper(st.state, _verified_step(st.step, fun, g, verify_every, dtype), st.finish)
-    return MinimizeResult(run(st), name, verified)
+    opts = dict(max_iters=max_iters, **solver_options)
+    always = verify == "always" and verified == "always"
+    dtype = jnp.finfo(jnp.result_type(jax.tree_util.tree_leaves(blocks)[0])).dtype
+    return MinimizeResult(_solve_shared(fun, g, blocks, chosen, opts, always, verify_every, dtype,
+                                        shared), name, verified)
 
+
+_AUDITS: dict = {}
+_AUDITS_KEPT = 32
+
+
+def _start_audit(fun, g, blocks, domains, shared):
+    """The hand gradient's audit at ``init`` (structured families off: the fit's domain is the
+    blocks'). An identical call, the same programs closing over the same arrays from the same
+    start with the same domains, is not audited again: its report is the one found before."""
+    from .audit import check_gradient
+
+    nb = len(blocks)
+    key = None
+    if shared is not None:
+        key = programs.fingerprint(*shared, tuple(blocks), repr(sorted(
+            (str(k), str(v)) for k, v in dict(domains or {}).items())))
+    if key is not None and key in _AUDITS:
+        return _AUDITS[key]
+    report = check_gradient(fun, lambda *b: g(*b) if nb > 1 else g(*b)[0], blocks,
+                            argnums=tuple(range(nb)) if nb > 1 else 0, domains=domains,
+                            n_family=0)
+    if key is not None:
+        if len(_AUDITS) >= _AUDITS_KEPT:
+            _AUDITS.pop(next(iter(_AUDITS)))
+        _AUDITS[key] = report
+    return report
+
+
+def _solve(fun, g, blocks, chosen, opts, always, every, dtype):
+    st = _stepper(fun, blocks, g, chosen, dict(opts))
+    if always:
+        st = Stepper(st.state, _verified_step(st.step, fun, g, every, dtype), st.finish)
+    return run(st)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _shared(fun_t, g_t, blocks, static):
+    chosen, opts, always, every, dtype = static
+    return _solve(lambda *b: fun_t(*b), lambda *b: g_t(*b), blocks, chosen, opts, always, every,
+                  dtype)
+
+
+def _solve_shared(fun, g, blocks, chosen, opts, always, every, dtype, shared=None):
+    """The solve in one compiled program shared by every call whose objective and gradient trace
+    to the same programs (:mod:`~matgrad_jax.programs`): a second call, or a redefined function
+    of the same structure, runs without tracing the loop or compiling. Under ``jit``/``vmap``, or
+    with options that are not plain values, the loop is traced in place."""
+    static = (chosen, tuple(sorted(opts.items())), always, every, np.dtype(dtype))
+    plain = all(isinstance(v, (int, float, bool, str, type(None))) or _ours(v)
+                for v in opts.values())
+    if plain and shared is None:
+        shared = _traced(fun, g, blocks)
+    if plain and shared is not None:
+        return _shared(*shared, tuple(blocks), static)
+    return _solve(fun, g, blocks, chosen, opts, always, every, dtype)
+
+
+def _ours(value) -> bool:
+    """A function of this package's (``solvers.balance_factors``): pure, fixed by its name."""
+    return callable(value) and getattr(value, "__module__", "").startswith("matgrad_jax.") \
+        and getattr(value, "__qualname__", "<").isidentifier()
+
+
+def _traced(fun, g, blocks):
+    """``(fun, g)`` as shareable traced programs (:func:`matgrad_jax.programs.trace`), or None
+    under ``jit``/``vmap``, for untraceable code and for programs that may not be shared."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(blocks)):
+        return None
+    try:
+        fun_t, ok_f = programs.trace(fun, *blocks)
+        g_t, ok_g = programs.trace(g, *blocks)
+        out = (fun_t, g_t) if ok_f and ok_g else None
+    except Exception:  # noqa: BLE001 - untraceable: run in place, where errors say what failed
+        out = None
+    return out
 
 assert REASONS[MISMATCH] == "gradient mismatch"

@@ -77,15 +77,21 @@ def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
               code=stopping_code(0, jnp.inf, f0, gnorm0, gnorm0, tol, gtol, max_iters),
               history=record(empty_history(max_iters, real_dtype), 0, f0, gnorm0))
 
+    if linesearch:  # the line search differentiates value_fn: make that the hand gradient
+        value_fn = _with_gradient(packed, packed_grad)
+        from_state = optax.value_and_grad_from_state(value_fn)
+
     def body(s):
         gnorm0 = s["gnorm0"]
         if linesearch:
             upd, opt = optimizer.update(s["g"], s["opt"], s["x"], value=s["f"], grad=s["g"],
-                                        value_fn=packed)
+                                        value_fn=value_fn)
+            x = optax.apply_updates(s["x"], upd)
+            f, g = from_state(x, state=opt)  # the line search's own evaluation at x
         else:
             upd, opt = optimizer.update(s["g"], s["opt"], s["x"])
-        x = optax.apply_updates(s["x"], upd)
-        f, g = packed(x), packed_grad(x)
+            x = optax.apply_updates(s["x"], upd)
+            f, g = packed(x), packed_grad(x)
         gnorm = tree_norm(g)
         k = s["k"] + 1
         code = stopping_code(k, s["f"], f, gnorm, gnorm0, tol, gtol, max_iters)
@@ -100,6 +106,24 @@ def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
                     history=record(s["history"], k, f, gnorm))
 
     return Stepper(s0, promoting("standard", body), _result)
+
+
+def _with_gradient(value, gradient):
+    """``value`` whose derivative (for ``jax.grad``, ``jax.value_and_grad``) is ``gradient``:
+    optax's line searches differentiate the objective they are given, and the hand gradient
+    (verified) is what every step must use, one evaluation of each per trial point."""
+    @jax.custom_vjp
+    def fn(blocks):
+        return value(blocks)
+
+    def fwd(blocks):
+        return value(blocks), blocks
+
+    def bwd(blocks, ct):
+        return (jax.tree_util.tree_map(lambda t: (ct * t).astype(t.dtype), gradient(blocks)),)
+
+    fn.defvjp(fwd, bwd)
+    return fn
 
 
 def lbfgs(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Callable | None = None,
