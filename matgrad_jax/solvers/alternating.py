@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from .._checks import check_block_gradient, check_blocks, check_solver_options
+from .block_steps import nesterov_weight, newton_direction
 from .linesearch import armijo_backtracking, exact_step_length
 from .result import (
     RUNNING,
@@ -59,6 +60,10 @@ def alternating_minimize(
     line_search: str = "exact",
     preconditioners: Sequence[Callable | None] | None = None,
     optimizers: optax.GradientTransformation | Sequence[optax.GradientTransformation] | None = None,
+    block_step: str = "gradient",
+    newton_iters: int = 50,
+    balance: Callable | None = None,
+    extrapolation: str | None = None,
 ) -> SolveResult:
     """Minimise ``fun(*blocks)`` by block-coordinate descent (the seed's "ADMM-style" method).
 
@@ -73,6 +78,16 @@ def alternating_minimize(
         (backtracking from the previous step).
       preconditioners: per block, ``g -> M^{-1} g`` (symmetric positive definite) or None.
       optimizers: an optax transformation (or one per block) used instead of a line search.
+      block_step: ``"gradient"`` (the seed's: along ``−M⁻¹g``) or ``"newton"``: along the
+        block's Newton direction (conjugate gradients on Hessian-vector products, at most
+        ``newton_iters``), from a step of 1 with the Armijo safeguard. For a block in which the
+        objective is quadratic the Newton step is the block's minimiser: alternating least
+        squares for a factorisation.
+      balance: ``balance(*blocks) -> blocks``, a map that the model declares leaves what
+        matters unchanged but may lower ``f`` (:func:`~matgrad_jax.solvers.balance_factors` for
+        ``U Vᵀ`` with a ridge); applied after every sweep, kept only where ``f`` does not rise.
+      extrapolation: None or ``"nesterov"``: sweeps extrapolated with Nesterov's weights, kept
+        only where ``f`` is lower than at the sweep's end (else the momentum restarts).
 
     Returns:
       :class:`SolveResult`; the loop runs in one ``lax.while_loop``, so the call jits and vmaps.
@@ -82,11 +97,19 @@ def alternating_minimize(
         check_block_gradient(grad, init)
     return run(alternating_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol,
                                    gtol=gtol, line_search=line_search,
-                                   preconditioners=preconditioners, optimizers=optimizers))
+                                   preconditioners=preconditioners, optimizers=optimizers,
+                                   block_step=block_step, newton_iters=newton_iters,
+                                   balance=balance, extrapolation=extrapolation))
+
+
+BLOCK_STEPS = ("gradient", "newton")
+EXTRAPOLATIONS = (None, "nesterov")
 
 
 def alternating_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None,
-                        line_search="exact", preconditioners=None, optimizers=None) -> Stepper:
+                        line_search="exact", preconditioners=None, optimizers=None,
+                        block_step="gradient", newton_iters=50, balance=None,
+                        extrapolation=None) -> Stepper:
     """:func:`alternating_minimize` as a :class:`Stepper` (for chunked or resumable runs)."""
     check_solver_options(max_iters=max_iters, tol=tol, gtol=gtol)
     init = tuple(init)
@@ -98,18 +121,47 @@ def alternating_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=
     if len(precs) != nb:
         raise ValueError(f"preconditioners: expected {nb} entries (one per block), "
                          f"got {len(precs)}")
+    if block_step not in BLOCK_STEPS:
+        raise ValueError(f"block_step: expected one of {BLOCK_STEPS}, got {block_step!r}")
+    if extrapolation not in EXTRAPOLATIONS:
+        raise ValueError(f"extrapolation: expected one of {EXTRAPOLATIONS}, got "
+                         f"{extrapolation!r}")
+    if balance is not None and not callable(balance):
+        raise ValueError(f"balance: expected a callable or None, got {type(balance).__name__}")
+    check_solver_options(newton_iters=newton_iters)
     if isinstance(optimizers, optax.GradientTransformation):
         optimizers = (optimizers,) * nb
     dtype = jnp.result_type(jax.tree_util.tree_leaves(init[0])[0])
     real_dtype = jnp.finfo(dtype).dtype
     tol, gtol = default_tolerances(real_dtype, tol, gtol)
     mode = "standard" if optimizers else None
+    extra = dict(block_step=block_step, newton_iters=newton_iters, balance=balance,
+                 extrapolation=extrapolation)
     return promoting(mode, _parts)(fun, grad, init, max_iters, tol, gtol, line_search, precs,
-                                   optimizers, real_dtype, mode)
+                                   optimizers, real_dtype, mode, extra)
 
 
-def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0):
-    """One gradient step on block ``i`` with the step length that minimises ``f`` along it."""
+def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0, block_step="gradient",
+                newton_iters=50):
+    """One step on block ``i``: along ``−M⁻¹g`` with the step length that minimises ``f`` along
+    it, or along the block's Newton direction from a step of 1 (both Armijo-safeguarded)."""
+    if block_step == "newton":
+        grad_i = lambda x: grad(*_replace(blocks, i, x))[i]
+        rtol = float(jnp.finfo(jnp.result_type(f0)).eps) ** 0.5
+        d = newton_direction(grad_i, blocks[i], g, max_iters=newton_iters, rtol=rtol,
+                             prec=prec)
+        slope = tree_vdot(g, d)
+
+        def phi_n(alpha):
+            x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
+            return fun(*_replace(blocks, i, x))
+
+        alpha, value = armijo_backtracking(phi_n, f0, slope, jnp.ones_like(alpha_prev))
+        moved = slope < 0
+        alpha = jnp.where(moved, alpha, 0.0).astype(alpha_prev.dtype)
+        value = jnp.where(moved, value, f0)
+        x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
+        return _replace(blocks, i, x), value, jnp.where(alpha > 0, alpha, alpha_prev)
     d = jax.tree_util.tree_map(jnp.negative, prec(g) if prec is not None else g)
     slope = tree_vdot(g, d)
 
@@ -131,9 +183,15 @@ def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0):
     return _replace(blocks, i, x), value, jnp.where(alpha > 0, alpha, alpha_prev)
 
 
+def _select(keep, a, b):
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(keep, x, y), a, b)
+
+
 def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers, real_dtype,
-           mode):
+           mode, extra):
     nb = len(init)
+    block_step, newton_iters = extra["block_step"], extra["newton_iters"]
+    balance, extrapolation = extra["balance"], extra["extrapolation"]
     f_init = fun(*init)
     g_init = grad(*init)
     gnorm0 = tree_norm(g_init)
@@ -143,6 +201,8 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
                   code=stopping_code(0, jnp.inf, f_init, gnorm0, gnorm0, tol, gtol, max_iters),
                   alphas=(one,) * nb, opt=opt_states,
                   history=record(empty_history(max_iters, real_dtype), 0, f_init, gnorm0))
+    if extrapolation:
+        state0.update(last=init, t=one)
 
     def body(s):
         gnorm0 = s["gnorm0"]
@@ -157,8 +217,22 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
                 f_i = fun(*blocks)
             else:
                 blocks, f_i, alphas[i] = _block_step(fun, grad, blocks, i, g[i], alphas[i],
-                                                     line_search, precs[i], f if i == 0 else f_i)
+                                                     line_search, precs[i], f if i == 0 else f_i,
+                                                     block_step, newton_iters)
         f_new = f_i
+        more = {}
+        if balance is not None:
+            balanced = tuple(balance(*blocks))
+            f_b = fun(*balanced)
+            keep = jnp.isfinite(f_b) & (f_b <= f_new)
+            blocks, f_new = _select(keep, balanced, blocks), jnp.where(keep, f_b, f_new)
+        if extrapolation:
+            beta, t_next = nesterov_weight(s["t"])
+            y = jax.tree_util.tree_map(lambda a, b: a + beta * (a - b), blocks, s["last"])
+            f_y = fun(*y)
+            keep = jnp.isfinite(f_y) & (f_y < f_new)
+            more = dict(last=blocks, t=jnp.where(keep, t_next, 1.0).astype(real_dtype))
+            blocks, f_new = _select(keep, y, blocks), jnp.where(keep, f_y, f_new)
         g_new = grad(*blocks)
         gnorm = tree_norm(g_new)
         k = s["k"] + 1
@@ -169,7 +243,7 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
             code = jnp.where(stuck, STALLED, code)
         return dict(x=blocks, f=f_new, g=g_new, gnorm0=gnorm0, k=k, code=code,
                     alphas=tuple(alphas), opt=tuple(opt),
-                    history=record(s["history"], k, f_new, gnorm))
+                    history=record(s["history"], k, f_new, gnorm), **more)
 
     return Stepper(state0, promoting(mode, body), finish)
 
