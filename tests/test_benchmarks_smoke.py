@@ -37,9 +37,14 @@ def test_each_benchmark_writes_json(results):
     cold = docs["audit"]["cold"][0]
     assert cold["check_gradient"]["passed"] and cold["check_gradient"]["cold_s"] > 0
     assert cold["check_grads"]["cold_s"] > 0 and cold["ratio"] > 0
+    assert cold["check_gradient"]["warm_s"] > 0 and cold["warm_ratio"] > 0
+    assert cold["reaudit_over_warm"] > 0 and cold["memory_ratio"] > 0
     mini = docs["minimize"]["results"][0]
     assert mini["variants"]["minimize, verify='always'"]["rel_gap"] < 1e-6
     assert mini["verify_overhead"] > -1
+    gap = mini["time_to_gap"]
+    assert gap["optax L-BFGS loop (stops at the gap)"]["reached"]
+    assert gap["minimize (default)"]["reached"] and gap["minimize (default)"]["ratio"] > 0
     assert [r["devices"] for r in docs["devices"]["results"]] == [1, 2]
 
 
