@@ -187,7 +187,7 @@ def minimize(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Call
             raise InputError(f"grad: expected a callable or None, got {type(grad).__name__}")
         g = _as_tuple_grad(grad)
         shared = _traced(fun, g, blocks)  # None under jit/vmap or for unshareable code
-        check_block_gradient(grad, blocks, None if shared is None else shared[1].out_shapes())
+        check_block_gradient(grad, blocks, None if shared is None else shared.out_shapes()[1])
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(blocks))
         if verify == "start" and traced:
             raise InputError('verify="start" audits on the host and cannot run under '
@@ -224,7 +224,7 @@ def _start_audit(fun, g, blocks, domains, shared):
     nb = len(blocks)
     key = None
     if shared is not None:
-        key = programs.fingerprint(*shared, tuple(blocks), repr(sorted(
+        key = programs.fingerprint(shared, tuple(blocks), repr(sorted(
             (str(k), str(v)) for k, v in dict(domains or {}).items())))
     if key is not None and key in _AUDITS:
         return _AUDITS[key]
@@ -245,11 +245,12 @@ def _solve(fun, g, blocks, chosen, opts, always, every, dtype):
     return run(st)
 
 
-@partial(jax.jit, static_argnums=(3,))
-def _shared(fun_t, g_t, blocks, static):
+@partial(jax.jit, static_argnums=(2,))
+def _shared(fg_t, blocks, static):
     chosen, opts, always, every, dtype = static
-    return _solve(lambda *b: fun_t(*b), lambda *b: g_t(*b), blocks, chosen, opts, always, every,
-                  dtype)
+    # one traced program for both; XLA drops the half a call does not use
+    return _solve(lambda *b: fg_t(*b)[0], lambda *b: fg_t(*b)[1], blocks, chosen, opts, always,
+                  every, dtype)
 
 
 def _solve_shared(fun, g, blocks, chosen, opts, always, every, dtype, shared=None):
@@ -263,7 +264,7 @@ def _solve_shared(fun, g, blocks, chosen, opts, always, every, dtype, shared=Non
     if plain and shared is None:
         shared = _traced(fun, g, blocks)
     if plain and shared is not None:
-        return _shared(*shared, tuple(blocks), static)
+        return _shared(shared, tuple(blocks), static)
     return _solve(fun, g, blocks, chosen, opts, always, every, dtype)
 
 
@@ -274,16 +275,15 @@ def _ours(value) -> bool:
 
 
 def _traced(fun, g, blocks):
-    """``(fun, g)`` as shareable traced programs (:func:`matgrad_jax.programs.trace`), or None
-    under ``jit``/``vmap``, for untraceable code and for programs that may not be shared."""
+    """``(fun, g)`` traced as one shareable program ``blocks -> (value, gradients)``
+    (:func:`matgrad_jax.programs.trace`), or None under ``jit``/``vmap``, for untraceable code
+    and for programs that may not be shared."""
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(blocks)):
         return None
     try:
-        fun_t, ok_f = programs.trace(fun, *blocks)
-        g_t, ok_g = programs.trace(g, *blocks)
-        out = (fun_t, g_t) if ok_f and ok_g else None
+        fg_t, ok = programs.trace(lambda *b: (fun(*b), g(*b)), *blocks)
     except Exception:  # noqa: BLE001 - untraceable: run in place, where errors say what failed
-        out = None
-    return out
+        return None
+    return fg_t if ok else None
 
 assert REASONS[MISMATCH] == "gradient mismatch"

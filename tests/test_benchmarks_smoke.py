@@ -48,6 +48,17 @@ def test_each_benchmark_writes_json(results):
     assert [r["devices"] for r in docs["devices"]["results"]] == [1, 2]
 
 
+def test_batch_of_a_users_model(tmp_path):
+    from matgrad_jax.bench import batch
+    from matgrad_jax.bench.report import batch_model_section
+
+    doc = batch.main(["--model", "mf", "--quick", "--out", str(tmp_path / "mf.json")])
+    assert [r["method"] for r in doc["results"]] == ["minimize (default)", "ALS + balance_factors"]
+    for r in doc["results"]:
+        assert r["ratio"] > 0 and r["converged"] == 1.0 and r["max_abs_diff"] < 1e-8
+    assert "jit(vmap(minimize))" in batch_model_section([doc])
+
+
 def test_devices_rounds_combine():
     from matgrad_jax.bench.devices import _over_rounds
     from matgrad_jax.bench.report import devices_section

@@ -69,7 +69,8 @@ def build(spec: Spec, rng, *, n_perturbed, n_random, n_family, families) -> Poin
                 groups.append(group)
                 labels += [f"{fam}:{spec.leaf_names[i]}"] * n_family
                 family_keys.append((spec.leaf_names[i], fam))
-    stacked = {i: np.concatenate([g[i] for g in groups], axis=0).astype(host[i].dtype)
+    stacked = {i: np.concatenate([g[i] for g in groups], axis=0).astype(host[i].dtype,
+                                                                      copy=False)
                for i in varied}
     return Points(stacked, np.asarray(labels), family_keys)
 

@@ -29,7 +29,16 @@ TOL_DIRECTIONAL = 5  # forward mode and Taylor: one random direction's error is 
 
 
 def _norms(blocks, n):
-    return np.sqrt(sum(np.sum(np.abs(b.reshape(n, -1)) ** 2, axis=1) for b in blocks))
+    """Per-point 2-norms over blocks (no temporaries the size of a block)."""
+    total = 0.0
+    for b in blocks:
+        flat = checks.up(b).reshape(n, -1)  # float64 sums (no copy when it already is)
+        if np.iscomplexobj(flat):
+            total = total + np.einsum("ij,ij->i", flat.real, flat.real) + np.einsum(
+                "ij,ij->i", flat.imag, flat.imag)
+        else:
+            total = total + np.einsum("ij,ij->i", flat, flat)
+    return np.sqrt(total)
 
 
 @dataclass

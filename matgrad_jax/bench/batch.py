@@ -176,8 +176,23 @@ def main(argv=None):
     p.add_argument("--seconds", type=nonnegative_float, default=4.0,
                    help="time each method for at least this long per process, in rounds "
                         "(default 4; 0 with --quick)")
+    p.add_argument("--model", choices=["mf"], default=None,
+                   help="a batch of a user's model instead: 'mf', factorisations of "
+                        "--model-size through jit(vmap(minimize))")
+    p.add_argument("--model-size", type=shape_of("n,m,r"), default="8,6,2")
     add_run_options(p, repeats=7, processes=5)
     a = p.parse_args(argv)
+    if a.model:
+        from . import batch_model
+
+        jax.config.update("jax_enable_x64", True)
+        doc = batch_model.run(16 if a.quick else a.batch, a.model_size, a.dtype,
+                              min(a.loop_sample, 8 if a.quick else a.batch),
+                              1 if a.quick else a.repeats)
+        batch_model.table(doc)
+        if not a.quick or a.out:
+            write_result(doc, f"batch_{a.model}", a.out)
+        return doc
     count = process_count(p, a)
     b = 32 if a.quick else a.batch
     size = a.size
