@@ -175,10 +175,8 @@ def fingerprint(*parts) -> str:
     for name in ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_default_matmul_precision"):
         h.update(repr(getattr(jax.config, name)).encode())
     for part in parts:
-        for leaf in jax.tree_util.tree_leaves(part):
-            if isinstance(leaf, _Structure):
-                h.update(repr(leaf.key).encode())
-            elif hasattr(leaf, "dtype") and hasattr(leaf, "shape"):
+        for leaf in jax.tree_util.tree_leaves(part):  # a Traced's leaves: its constants
+            if hasattr(leaf, "dtype") and hasattr(leaf, "shape"):
                 a = np.ascontiguousarray(np.asarray(leaf))
                 h.update(f"{a.dtype}{a.shape}".encode())
                 h.update(a.view(np.uint8).reshape(-1).data if a.size else b"")

@@ -123,3 +123,24 @@ def test_minimize_a_second_call_shares_the_compiled_loop():
     assert _shared._cache_size() == size
     assert float(second.value) != float(first.value)
     np.testing.assert_allclose(float(second.value), mf_optimum(X2, 2), rtol=1e-8)
+
+
+@pytest.mark.parametrize("x64", [True, False])
+def test_block_options_in_float32(x64):
+    ctx = jax.enable_x64(x64) if hasattr(jax, "enable_x64") else None
+    if ctx is None:
+        from jax.experimental import disable_x64, enable_x64
+
+        ctx = enable_x64() if x64 else disable_x64()
+    with ctx:
+        U0, V0, X = mf_example(1, 30, 20, 4, dtype=jnp.float32)
+        fstar = mf_optimum(X, 4)
+        f = lambda U, V: mf_objective(U, V, X)  # noqa: E731
+        g = lambda U, V: mf_gradient(U, V, X)  # noqa: E731
+        res = alternating_minimize(f, (U0, V0), grad=g, max_iters=500, block_step="newton",
+                                   balance=balance_factors)
+        assert res.params[0].dtype == jnp.float32
+        values, _ = res.trace()
+        assert np.all(np.diff(values) <= 1e-6 * np.abs(values[1:]))
+        assert bool(res.converged), res.reason
+        assert (float(res.value) - fstar) / fstar < 1e-4

@@ -145,36 +145,26 @@ def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0, bloc
                 newton_iters=50):
     """One step on block ``i``: along ``−M⁻¹g`` with the step length that minimises ``f`` along
     it, or along the block's Newton direction from a step of 1 (both Armijo-safeguarded)."""
+    grad_i = lambda x: grad(*_replace(blocks, i, x))[i]  # noqa: E731
     if block_step == "newton":
-        grad_i = lambda x: grad(*_replace(blocks, i, x))[i]
         rtol = float(jnp.finfo(jnp.result_type(f0)).eps) ** 0.5
         d = newton_direction(grad_i, blocks[i], g, max_iters=newton_iters, rtol=rtol,
                              prec=prec)
         slope = tree_vdot(g, d)
-
-        def phi_n(alpha):
-            x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
-            return fun(*_replace(blocks, i, x))
-
-        alpha, value = armijo_backtracking(phi_n, f0, slope, jnp.ones_like(alpha_prev))
-        moved = slope < 0
-        alpha = jnp.where(moved, alpha, 0.0).astype(alpha_prev.dtype)
-        value = jnp.where(moved, value, f0)
-        x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
-        return _replace(blocks, i, x), value, jnp.where(alpha > 0, alpha, alpha_prev)
-    d = jax.tree_util.tree_map(jnp.negative, prec(g) if prec is not None else g)
-    slope = tree_vdot(g, d)
+        alpha0 = jnp.ones_like(alpha_prev)
+    else:
+        d = jax.tree_util.tree_map(jnp.negative, prec(g) if prec is not None else g)
+        slope = tree_vdot(g, d)
+        if line_search == "exact":
+            _, hd = jax.jvp(grad_i, (blocks[i],), (d,))
+            alpha0 = exact_step_length(slope, tree_vdot(d, hd), alpha_prev)
+        else:
+            alpha0 = 2 * alpha_prev
 
     def phi(alpha):
         x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
         return fun(*_replace(blocks, i, x))
 
-    if line_search == "exact":
-        grad_i = lambda x: grad(*_replace(blocks, i, x))[i]
-        _, hd = jax.jvp(grad_i, (blocks[i],), (d,))
-        alpha0 = exact_step_length(slope, tree_vdot(d, hd), alpha_prev)
-    else:
-        alpha0 = 2 * alpha_prev
     alpha, value = armijo_backtracking(phi, f0, slope, alpha0.astype(alpha_prev.dtype))
     moved = slope < 0
     alpha = jnp.where(moved, alpha, 0.0).astype(alpha_prev.dtype)
