@@ -8,6 +8,11 @@ changed array is seen) and whose static part is the jaxpr, compared by its print
 holds every shape, dtype, primitive parameter and literal constant, so a changed Python scalar
 is seen). Two functions that compute the same thing share one compiled program.
 
+:func:`apply` goes one step further: a program built from traced functions (the audit's
+checks: ``vmap`` of the hand gradient and ``jax.grad`` at every point, forward mode, the Taylor
+lines) is a module-level function of ``Traced`` arguments, so ``jax.jit`` finds it in its cache
+by the traced functions' structure; a re-audit traces the user's functions, and nothing else.
+
 Never stale: a jaxpr whose parameters hold something the text cannot pin down (a host callback,
 a nested jaxpr with constants of its own, any object printed by identity) is not shared: it
 runs through a fresh ``jax.jit`` every call. A custom derivative rule does not enter a program
@@ -19,6 +24,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import numpy as np
@@ -34,11 +40,13 @@ _PLAIN = (bool, int, float, complex, str, bytes, type(None), np.dtype, np.generi
 class _Structure:
     """The static half of a :class:`Traced`: equal when the printed programs are equal."""
 
-    __slots__ = ("key", "jaxpr", "in_tree", "out_tree", "_hash")
+    __slots__ = ("key", "jaxpr", "in_tree", "out_tree", "_hash", "shareable", "rules")
 
     def __init__(self, key, jaxpr, in_tree, out_tree):
         self.key, self.jaxpr, self.in_tree, self.out_tree = key, jaxpr, in_tree, out_tree
         self._hash = hash(key)
+        self.shareable = cacheable(jaxpr)
+        self.rules = has_rules(jaxpr)
 
     def __eq__(self, other):
         return isinstance(other, _Structure) and self._hash == other._hash and \
@@ -53,6 +61,16 @@ class Traced:
 
     def __init__(self, structure: _Structure, consts):
         self.structure, self.consts = structure, tuple(consts)
+
+    @property
+    def shareable(self) -> bool:
+        """Its program is pinned down by its text (:func:`cacheable`)."""
+        return self.structure.shareable
+
+    @property
+    def rules(self) -> bool:
+        """It holds a custom derivative rule (whose behaviour its text does not show)."""
+        return self.structure.rules
 
     def out_shapes(self):
         """The output's structure, shapes and dtypes (``jax.eval_shape``'s answer)."""
@@ -117,14 +135,110 @@ def cacheable(jaxpr) -> bool:
     return True
 
 
+def _sub_jaxprs(value):
+    if isinstance(value, ClosedJaxpr):
+        yield value.jaxpr
+    elif isinstance(value, Jaxpr):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _sub_jaxprs(v)
+
+
+def has_rules(jaxpr) -> bool:
+    """Whether ``jaxpr`` holds a custom derivative (``custom_jvp``/``custom_vjp``), at any
+    depth: a program that differentiates it runs the rule, which the jaxpr's text omits."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name.startswith("custom"):
+            return True
+        for value in eqn.params.values():
+            if any(has_rules(j) for j in _sub_jaxprs(value)):
+                return True
+    return False
+
+
+_AVALS: dict = {}
+
+
+def _aval(v) -> str:
+    a = v.aval
+    try:
+        return _AVALS[a]
+    except (KeyError, TypeError):
+        pass
+    shape = getattr(a, "shape", None)
+    out = str(a) if shape is None else \
+        f"{a.dtype}{list(shape)}{'w' if getattr(a, 'weak_type', False) else ''}"
+    try:
+        if len(_AVALS) > 4096:
+            _AVALS.clear()
+        _AVALS[a] = out
+    except TypeError:  # an unhashable abstract value: not remembered
+        pass
+    return out
+
+
+def _literal(value) -> str:
+    a = np.asarray(value)
+    return f"{a.dtype}{a.shape}{a.tobytes().hex()}"
+
+
+def text(jaxpr) -> str:
+    """The program as a string: every equation's primitive, operands (by position of
+    definition, literals by value), result types and parameters (nested jaxprs recursively).
+    Equal strings, equal programs; it is what :func:`trace` keys on (cheaper to build than
+    JAX's pretty-printed form, which it pins down as tightly)."""
+    ids: dict = {}
+    out: list[str] = []
+
+    def ref(v):
+        if hasattr(v, "val") and not hasattr(v, "suffix"):  # a Literal
+            return f"L{_literal(v.val)}:{_aval(v)}"
+        return f"%{ids[v]}" if v in ids else "?"
+
+    def define(vs):
+        for v in vs:
+            ids[v] = len(ids)
+
+    def param(value):
+        if isinstance(value, ClosedJaxpr):
+            return "{" + text(value.jaxpr) + f"|consts:{[_aval_of(c) for c in value.consts]}}}"
+        if isinstance(value, Jaxpr):
+            return "{" + text(value) + "}"
+        if isinstance(value, (tuple, list)):
+            return "(" + ",".join(param(v) for v in value) + ")"
+        return repr(value)
+
+    define(jaxpr.constvars)
+    define(jaxpr.invars)
+    out.append(",".join(_aval(v) for v in jaxpr.constvars) + ";" +
+               ",".join(_aval(v) for v in jaxpr.invars))
+    for eqn in jaxpr.eqns:
+        params = ",".join(f"{k}={param(v)}" for k, v in sorted(eqn.params.items()))
+        line = (f"{eqn.primitive.name}({','.join(ref(v) for v in eqn.invars)})"
+                f"[{params}]->{','.join(_aval(v) for v in eqn.outvars)}")
+        if eqn.effects:
+            line += f"!{sorted(map(str, eqn.effects))}"
+        out.append(line)
+        define(eqn.outvars)
+    out.append("out:" + ",".join(ref(v) for v in jaxpr.outvars))
+    return "\n".join(out)
+
+
+def _aval_of(c) -> str:
+    return f"{getattr(c, 'dtype', type(c).__name__)}{list(getattr(c, 'shape', ()))}"
+
+
 def trace(fn: Callable, *args) -> tuple[Traced, bool]:
-    """``fn`` traced at ``args``' shapes and dtypes; and whether its program may be shared."""
+    """``fn`` traced at ``args``' shapes and dtypes (arrays or ``jax.ShapeDtypeStruct``); and
+    whether its program may be shared."""
     closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
     jaxpr = closed.jaxpr
     in_tree = jax.tree_util.tree_structure(args)
     out_tree = jax.tree_util.tree_structure(out_shape)
-    key = (str(jaxpr), str(in_tree), str(out_tree))
-    return Traced(_Structure(key, jaxpr, in_tree, out_tree), closed.consts), cacheable(jaxpr)
+    key = (text(jaxpr), str(in_tree), str(out_tree))
+    structure = _Structure(key, jaxpr, in_tree, out_tree)
+    return Traced(structure, closed.consts), structure.shareable
 
 
 @jax.jit
@@ -141,30 +255,75 @@ def call(fn: Callable, *args):
     return _run(traced, args)
 
 
+def _chunk(leaves, axes, max_bytes, point_bytes=None):
+    """How many points one step of a mapped program holds (None: all of them, one ``vmap``)."""
+    batched = [y for x, a in zip(leaves, axes) if a == 0 for y in jax.tree_util.tree_leaves(x)]
+    if not batched:
+        return None
+    n = int(np.shape(batched[0])[0])
+    if point_bytes is None:
+        point_bytes = sum(int(np.dtype(y.dtype).itemsize * np.prod(np.shape(y)[1:]))
+                          for y in batched)
+    chunk = max(1, min(n, max_bytes // max(point_bytes * 8, 1)))  # ~8 live copies of a point
+    return None if chunk >= n else int(chunk)
+
+
+def _over_points(one, xs, axes, chunk):
+    """``vmap(one, in_axes=axes)(*xs)``, or a sequential ``lax.map`` over chunks of points."""
+    if chunk is None:
+        return jax.vmap(one, in_axes=axes)(*xs)
+    fixed = [None if a == 0 else x for x, a in zip(xs, axes)]
+
+    def step(ms):
+        it = iter(ms)
+        return one(*[next(it) if a == 0 else f for f, a in zip(fixed, axes)])
+
+    return jax.lax.map(step, tuple(x for x, a in zip(xs, axes) if a == 0), batch_size=chunk)
+
+
 def mapped(fn: Callable, leaves, axes, *, max_bytes: int = 1 << 27):
     """``jax.vmap(fn, in_axes=axes)(*leaves)`` in one shared program; batches whose inputs
     exceed ``max_bytes`` run as a sequential ``lax.map`` over chunks, so memory stays bounded
     (the stacked outputs are still returned whole)."""
-    leaves_of = jax.tree_util.tree_leaves
-    batched = [x for x, a in zip(leaves, axes) if a == 0]
-    first = [y for x in batched for y in leaves_of(x)]
-    n = int(np.shape(first[0])[0]) if first else 1
-    per_point = sum(int(np.dtype(y.dtype).itemsize * np.prod(np.shape(y)[1:])) for y in first)
-    chunk = max(1, min(n, max_bytes // max(per_point * 8, 1)))  # ~8 live copies of a point
     axes = tuple(axes)
-    if chunk >= n or not first:
-        return call(jax.vmap(fn, in_axes=axes), *leaves)
+    chunk = _chunk(leaves, axes, max_bytes)
+    return call(lambda *xs: _over_points(fn, xs, axes, chunk), *leaves)
 
-    def program(*xs):
-        fixed = [None if a == 0 else x for x, a in zip(xs, axes)]
 
-        def one(ms):
-            it = iter(ms)
-            return fn(*[next(it) if a == 0 else f for f, a in zip(fixed, axes)])
+# -- programs built from traced functions: compiled once per structure, never re-traced -------
 
-        return jax.lax.map(one, tuple(x for x, a in zip(xs, axes) if a == 0), batch_size=chunk)
+@partial(jax.jit, static_argnums=(0, 3))
+def _apply(program, fns, args, static):
+    return program(fns, *args, static=static)
 
-    return call(program, *leaves)
+
+def apply(program: Callable, fns, args, *, static=(), differentiates: bool = False):
+    """``program(fns, *args, static=static)`` compiled once for every call with the same
+    ``program`` (a module-level function), the same traced functions ``fns`` (:class:`Traced`,
+    equal when their printed programs are), the same shapes and the same ``static``: a
+    re-audit of a redefined function neither traces nor compiles it again. A function that may
+    not be shared, or one with a custom derivative rule in a program that ``differentiates``
+    it, runs through :func:`call` instead (its composite traced afresh and keyed by its text)."""
+    fns = tuple(fns)
+    if all(f.shareable and not (differentiates and f.rules) for f in fns):
+        return _apply(program, fns, tuple(args), static)
+    return call(lambda *a: program(fns, *a, static=static), *args)
+
+
+def _points_program(fns, *xs, static):
+    point, axes, chunk, inner = static
+    return _over_points(lambda *a: point(fns, *a, static=inner), xs, axes, chunk)
+
+
+def apply_mapped(point: Callable, fns, leaves, axes, *, static=(), differentiates: bool = False,
+                 point_bytes: int | None = None, max_bytes: int = 1 << 27):
+    """:func:`apply` of ``point(fns, *leaves_at_one_point, static=static)`` over the leading
+    axis of the leaves whose ``axes`` entry is 0 (:func:`mapped`'s chunking; ``point_bytes``:
+    the memory one point takes, where it is more than its inputs)."""
+    axes = tuple(axes)
+    chunk = _chunk(leaves, axes, max_bytes, point_bytes)
+    return apply(_points_program, fns, leaves, static=(point, axes, chunk, static),
+                 differentiates=differentiates)
 
 
 def fingerprint(*parts) -> str:
@@ -187,4 +346,44 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()
 
 
-__all__ = ["Traced", "cacheable", "call", "fingerprint", "mapped", "trace"]
+__all__ = ["Traced", "apply", "apply_mapped", "cacheable", "call", "fingerprint", "flops",
+           "has_rules", "mapped", "trace"]
+
+
+_CUBIC = {"cholesky": 1 / 3, "lu": 2 / 3, "qr": 4 / 3, "householder_product": 4 / 3,
+          "eigh": 9.0, "eig": 25.0, "svd": 22.0, "schur": 25.0}
+
+
+def flops(jaxpr) -> float:
+    """A rough count of the floating-point work of one evaluation of ``jaxpr`` (a
+    :class:`Traced`, a jaxpr or a closed jaxpr), from its shapes alone: ``2mnk`` per matrix
+    product, textbook constants for factorisations, one per output element otherwise; loops
+    counted once per known trip (a ``while`` once), a ``cond`` by its costliest branch. It
+    sizes work (how many points an audit can afford), never a result."""
+    if isinstance(jaxpr, Traced):
+        jaxpr = jaxpr.structure.jaxpr
+    if isinstance(jaxpr, ClosedJaxpr):
+        jaxpr = jaxpr.jaxpr
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        outs = [v.aval for v in eqn.outvars if hasattr(v.aval, "shape")]
+        size = float(sum(np.prod(a.shape) for a in outs))
+        ins = [v.aval for v in eqn.invars if hasattr(v, "aval") and hasattr(v.aval, "shape")]
+        subs = [j for value in eqn.params.values() for j in _sub_jaxprs(value)]
+        if name == "dot_general" and ins:
+            (lc, _), _ = eqn.params["dimension_numbers"]
+            total += 2.0 * size * float(np.prod([ins[0].shape[d] for d in lc]))
+        elif name in _CUBIC and ins and len(ins[0].shape) >= 2:
+            *batch, m, n = ins[0].shape
+            total += _CUBIC[name] * float(np.prod(batch)) * m * n * min(m, n)
+        elif name == "triangular_solve" and len(ins) == 2:
+            total += float(np.prod(ins[1].shape)) * ins[0].shape[-1]
+        elif name == "cond" and subs:
+            total += max(flops(j) for j in subs)
+        elif subs:
+            trips = float(eqn.params.get("length", 1)) if name == "scan" else 1.0
+            total += trips * sum(flops(j) for j in subs)
+        else:
+            total += size
+    return total

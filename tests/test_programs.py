@@ -21,12 +21,34 @@ def cell(A, M, c=2.0):
     return f, g
 
 
+def _sizes():
+    return programs._run._cache_size(), programs._apply._cache_size()
+
+
 def test_a_redefined_function_reuses_the_compiled_programs():
     A, M, X = arr(7, 5), arr(7, 3), arr(5, 3)
     assert check_gradient(*cell(A, M), (X,)).passed
-    size = programs._run._cache_size()
+    size = _sizes()
     again = check_gradient(*cell(A, M), (X,))  # new function objects, same program
-    assert again.passed and programs._run._cache_size() == size
+    assert again.passed and _sizes() == size
+
+
+def test_a_reaudit_traces_only_the_users_functions(monkeypatch):
+    """The audit's programs are built from the user's traced functions and found in the jit
+    cache by their structure: a re-audit traces fun and the hand gradient, nothing else."""
+    A, M, X = arr(7, 5), arr(7, 3), arr(5, 3)
+    assert check_gradient(*cell(A, M), (X,)).passed
+    traced = []
+    real = jax.make_jaxpr
+
+    def counting(fn, *a, **k):
+        traced.append(fn)
+        return real(fn, *a, **k)
+
+    monkeypatch.setattr(programs.jax, "make_jaxpr", counting)
+    assert check_gradient(*cell(A, M), (X,)).passed
+    # fun in the arguments' dtype and in float64, the hand gradient once
+    assert len(traced) == 3
 
 
 def test_a_changed_array_is_seen_without_recompiling():
@@ -79,6 +101,39 @@ def test_call_matches_jit_and_mapped_matches_vmap():
     # chunked (sequential lax.map) when a point is large against max_bytes: the same values
     np.testing.assert_allclose(programs.mapped(fn, (xs, y), (0, None), max_bytes=8 * 6 * 8 * 2),
                                want)
+
+
+def test_apply_mapped_matches_vmap_chunked_or_not():
+    A = arr(6, 6)
+    t, ok = programs.trace(lambda x, y: jnp.tanh(A @ x) * y, arr(6), arr(6))
+    assert ok and not t.rules
+    xs, y = arr(9, 6), arr(6)
+
+    def point(fns, x, y, *, static):
+        return static * fns[0](x, y)
+
+    want = 2.0 * jax.vmap(lambda x: jnp.tanh(A @ x) * y)(xs)
+    np.testing.assert_allclose(programs.apply_mapped(point, (t,), (xs, y), (0, None),
+                                                     static=2.0), want)
+    np.testing.assert_allclose(programs.apply_mapped(point, (t,), (xs, y), (0, None),
+                                                     static=2.0, point_bytes=1 << 20,
+                                                     max_bytes=1 << 24), want)
+
+
+def test_flops_counts_products_loops_and_branches():
+    A, B = arr(5, 7), arr(7, 3)
+    assert programs.flops(programs.trace(lambda a, b: a @ b, A, B)[0]) == 2 * 5 * 7 * 3
+
+    def looped(a, b):
+        return jax.lax.scan(lambda c, _: (c, a @ b), 0.0, None, length=4)[1]
+
+    assert programs.flops(programs.trace(looped, A, B)[0]) >= 4 * 2 * 5 * 7 * 3
+
+    def branch(a, b, p):
+        return jax.lax.cond(p, lambda: jnp.sum(a @ b), lambda: jnp.sum(a))
+
+    n = programs.flops(programs.trace(branch, A, B, True)[0])
+    assert 2 * 5 * 7 * 3 <= n < 2 * 2 * 5 * 7 * 3
 
 
 def test_callbacks_are_never_shared():

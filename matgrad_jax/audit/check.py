@@ -15,12 +15,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import programs
 from .._checks import InputError
 from ..precision import products
 from . import checks, domains, points, spec, verdict
 from .report import GradientReport
 
 DEFAULT_FAMILIES = ("symmetric", "skew", "psd", "diagonal")
+BUDGETS = ("auto", "full")
+SCREEN_FLOPS = 1.5e7
+"""Above this estimated work for one evaluation of ``fun`` (:func:`matgrad_jax.programs.flops`;
+about a 200×200 matrix product), ``budget="auto"`` screens first: the full audit costs about
+120 evaluations, which at this size is ~0.1 s of arithmetic on a 2-core CPU
+(``docs/guide/audit.md``, "What it costs")."""
+SCREEN = dict(n_perturbed=1, n_random=1, n_family=1, forward_points=1, taylor_directions=1,
+              kink_directions=2)
+"""The screen: the example point, one perturbed and one random point, one point per structured
+family; forward mode at the example point; the Taylor remainder along one direction; the kink
+test along two."""
 
 
 def default_tolerance(dtype) -> float:
@@ -51,6 +63,7 @@ def check_gradient(
     name: str | None = None,
     source: str | None = None,
     matmul_precision: str | None = "highest",
+    budget: str = "auto",
 ) -> GradientReport:
     """Audit ``grad_fun`` against ``jax.grad``, forward mode and a Taylor-remainder test.
 
@@ -88,6 +101,13 @@ def check_gradient(
         differences only), ``"jax"`` or ``"taylor"``.
       matmul_precision: the matrix-product precision every evaluation runs under (``"highest"``:
         true float32 products on GPUs too; ``None`` keeps the caller's).
+      budget: ``"auto"`` (default): where one evaluation of ``fun`` is costly (estimated work
+        over :data:`SCREEN_FLOPS`), a screen runs first (:data:`SCREEN`: at most one
+        perturbed, one random and one point per family, forward mode at the example, the
+        Taylor test along one direction, kinks along two); if it finds anything (a failure, a
+        non-finite value, a kink, a skipped point) the full audit follows and is what is
+        reported. Every family is still tested. ``"full"``: always the counts given.
+        ``report.budget`` says which ran.
 
     Returns:
       A :class:`GradientReport`. A wrong (or raising, or non-finite) hand gradient is a finding,
@@ -96,26 +116,46 @@ def check_gradient(
     spec.check_options(rtol=rtol, seed=seed, reference=reference, families=families,
                        counts={"n_perturbed": n_perturbed, "n_random": n_random,
                                "n_family": n_family, "n_directions": n_directions})
-    with products(matmul_precision):
-        return _check(fun, grad_fun, args, argnums, arg_names, domains, vary_data, seed,
-                      n_perturbed, n_random, n_family, tuple(families), n_directions, taylor,
-                      kinks, rtol, reference, name, source)
-
-
-def _check(fun, grad_fun, args, argnums, arg_names, doms, vary_data, seed, n_perturbed,
-           n_random, n_family, families, n_directions, taylor, kinks, rtol, reference, name,
-           source) -> GradientReport:
+    if budget not in BUDGETS:
+        raise InputError(f"budget: expected one of {BUDGETS}, got {budget!r}")
     t0 = time.perf_counter()
-    S = spec.build(fun, args, argnums, arg_names, doms, vary_data)
+    with products(matmul_precision):
+        S = spec.build(fun, args, argnums, arg_names, domains, vary_data)
+        F = checks.Functions(S, fun, grad_fun)  # each traced once, when first needed
+        call = (S, F, fun, grad_fun, seed, n_perturbed, n_random, n_family, tuple(families),
+                n_directions, taylor, kinks, rtol, reference, name, source)
+        t = F.traced("f", False)
+        cost = programs.flops(t) if t is not None else 0.0
+        if budget == "auto" and cost > SCREEN_FLOPS:
+            report = _check(*call, screen=True)
+            if report.passed and set(report.statuses) <= {"ok"} and not report.failed_checks:
+                report.budget = {"mode": "screen", "flops": cost, "screened": False}
+                report.message += (f" Screened (one evaluation of fun ~{cost:.1e} flops): "
+                                   "budget='full' runs every point and direction asked for.")
+                report.seconds = time.perf_counter() - t0
+                return report
+        report = _check(*call, screen=False)
+        report.budget = {"mode": "full", "flops": cost,
+                         "screened": bool(budget == "auto" and cost > SCREEN_FLOPS)}
+        report.seconds = time.perf_counter() - t0
+        return report
+
+
+def _check(S, F, fun, grad_fun, seed, n_perturbed, n_random, n_family, families, n_directions,
+           taylor, kinks, rtol, reference, name, source, *, screen) -> GradientReport:
+    t0 = time.perf_counter()
     args = S.unflatten(S.leaves)
-    out = _output_problem(fun, args)
+    if screen:
+        n_perturbed, n_random, n_family = (min(n, SCREEN[k]) for n, k in (
+            (n_perturbed, "n_perturbed"), (n_random, "n_random"), (n_family, "n_family")))
+    out = _output_problem(fun, args, F)
     if out:
         raise InputError(f"fun: expected a real scalar output, got {out}")
     base = dict(arguments=S.block_names, name=name, source=source)
 
     # 1. The hand gradient's structure at the example point. ------------------------------------
     try:
-        g0 = _traced_output(grad_fun, args)
+        g0 = _traced_output(grad_fun, args, F)
     except Exception as exc:  # noqa: BLE001 - the user's gradient raised: that is the finding
         return verdict.finish(GradientReport(
             False, "error", float("inf"), "error", 0.0, dtype=_dtype_name(S.leaves[S.diff[0]]),
@@ -129,52 +169,53 @@ def _check(fun, grad_fun, args, argnums, arg_names, doms, vary_data, seed, n_per
             message=f"FAIL: {problem}", seconds=time.perf_counter() - t0, **base))
 
     rng = np.random.default_rng(seed)
-    ref_fn = checks.reference(S, fun)
-    use_jax = reference == "jax" or (reference == "auto" and checks.traceable(ref_fn, S))
+    use_jax = reference == "jax" or (reference == "auto" and checks.differentiable(F))
     P = points.build(S, rng, n_perturbed=n_perturbed, n_random=n_random, n_family=n_family,
                      families=families)
-    hand = S.hand_flat(grad_fun)
 
     # 2. Values, reference and hand gradients at every point. ---------------------------------
     low = np.finfo(work).eps > np.finfo(np.float64).eps
     ref_dtype = "float64"
-    fused = None
+    fused = lo = hi = None
+    h64 = ref_work = None
+    # where the work is float64 already, hand gradient and reference run in one program (XLA
+    # shares what the two compute alike); below float64, the same pair once in the work's
+    # dtype and once in float64 (the formula free of rounding beside the true gradient)
     if use_jax and not low and jax.config.jax_enable_x64:
-        # float64 already: the hand gradient and the reference in one program, where XLA
-        # shares what the two compute alike (the caller's promotion rules; else separately)
-        try:
-            fused = checks.batched(lambda *L: (hand(*L), ref_fn(*L)), S, P, hi=False)
-        except Exception:  # noqa: BLE001 - each on its own below says which one fails
-            fused = None
+        fused = _try(lambda: checks.evaluate("both", F, P, hi=False))
+    elif use_jax and low:
+        lo = _try(lambda: checks.evaluate("both", F, P, hi=False))
+        hi = _try(lambda: checks.evaluate("both", F, P, hi=True))
+        if lo is not None:
+            fused, ref_work = (lo[0], None), lo[1][1]
     try:
-        h_work = fused[0] if fused else checks.batched(hand, S, P, hi=False)
+        h_work = fused[0] if fused else checks.evaluate("hand", F, P, hi=False)
     except Exception as exc:  # noqa: BLE001
         return verdict.finish(GradientReport(
             False, "error", float("inf"), "error", 0.0, dtype=str(work),
             message=f"FAIL: grad_fun raised {type(exc).__name__} at the audit's points: {exc}",
             seconds=time.perf_counter() - t0, **base))
-    if fused:
+    if fused and not low:
         vals, ref = fused[1]
+    elif hi is not None:
+        vals, ref = hi[1]
+        h64 = hi[0] if _all_float64(hi[0]) else None
     elif use_jax:
         try:
-            vals, ref = checks.batched(ref_fn, S, P, hi=True)
+            vals, ref = checks.evaluate("ref", F, P, hi=True)
         except Exception:  # noqa: BLE001 - fun does not run in float64: its own dtype
-            vals, ref = checks.batched(ref_fn, S, P, hi=False)
+            vals, ref = checks.evaluate("ref", F, P, hi=False)
             ref_dtype = str(work)
+        if low and ref_dtype == "float64":
+            h64 = _try_float64_hand(F, P)
     else:
-        f = S.fun_flat(fun)
         try:
-            vals = checks.batched(lambda *L: jnp.real(f(*L)), S, P, hi=True)
+            vals = checks.evaluate("value", F, P, hi=True)
         except Exception:  # noqa: BLE001
-            vals = checks.batched(lambda *L: jnp.real(f(*L)), S, P, hi=False)
+            vals = checks.evaluate("value", F, P, hi=False)
         ref = None
-    h64 = ref_work = None
-    if low and use_jax and ref_dtype == "float64":
-        h64 = _try_float64_hand(hand, S, P)
-        try:
-            ref_work = checks.batched(ref_fn, S, P, hi=False)[1]
-        except Exception:  # noqa: BLE001
-            ref_work = None
+    if low and use_jax and ref_dtype == "float64" and ref_work is None:
+        ref_work = _try(lambda: checks.evaluate("ref", F, P, hi=False)[1])
 
     ev = verdict.Evaluation(spec=S, points=P, values=np.asarray(vals, np.float64), ref=ref,
                             hand=h_work, hand64=h64, ref_work=ref_work, work=work,
@@ -186,16 +227,18 @@ def _check(fun, grad_fun, args, argnums, arg_names, doms, vary_data, seed, n_per
     kink_info = {}
     if kinks and ev.example_tested:
         try:
-            kink_info = checks.kink(S, fun, example,
-                                    points.directions(rng, S, example, max(n_directions, 4)))
+            n_kink = SCREEN["kink_directions"] if screen else max(n_directions, 4)
+            kink_info = checks.kink(S, F, example, points.directions(rng, S, example, n_kink))
         except Exception:  # noqa: BLE001 - a kink test that cannot run is not a finding
             kink_info = {}
         if kink_info.get("kink"):
             ev.mark_kink()
-    forward = ev.forward(fun, rng, n_directions) if (use_jax and n_directions) else {}
+    forward = (ev.forward(F, rng, n_directions, SCREEN["forward_points"] if screen else 3)
+               if (use_jax and n_directions) else {})
     if not use_jax:
-        ev.finite_differences(fun, rng)
-    taylor_info = ev.taylor(fun, rng, n_directions) if (taylor and n_directions) else {}
+        ev.finite_differences(F, rng)
+    n_taylor = min(n_directions, SCREEN["taylor_directions"]) if screen else n_directions
+    taylor_info = ev.taylor(F, rng, n_taylor) if (taylor and n_taylor) else {}
 
     report = verdict.assemble(ev, forward, taylor_info, kink_info, base)
     report.seconds = time.perf_counter() - t0
@@ -221,33 +264,43 @@ def _working_dtype(grads, S) -> np.dtype:
     return max(dts, key=lambda d: float(np.finfo(d).eps))
 
 
-def _try_float64_hand(hand, S, P):
+def _try(thunk):
+    """``thunk()``, or None where it raises (a fused program's parts then run one by one, and
+    each says what fails)."""
+    try:
+        return thunk()
+    except Exception:  # noqa: BLE001 - dtype-specific or untraceable user code
+        return None
+
+
+def _all_float64(out) -> bool:
+    return all(np.asarray(g).dtype in (np.float64, np.complex128) for g in out)
+
+
+def _try_float64_hand(F, P):
     """The hand gradient evaluated in float64 (its formula, free of float32 rounding), or None
     where it does not run there or does not return float64."""
-    try:
-        out = checks.batched(hand, S, P, hi=True)
-    except Exception:  # noqa: BLE001 - dtype-specific user code
-        return None
-    for g in out:
-        if np.asarray(g).dtype not in (np.float64, np.complex128):
-            return None
-    return out
+    out = _try(lambda: checks.evaluate("hand", F, P, hi=True))
+    return out if out is not None and _all_float64(out) else None
 
 
-def _traced_output(fn, args):
+def _traced_output(fn, args, F):
     """The structure, shapes and dtypes of ``fn(*args)``, by tracing alone (nothing compiles);
     a plain call for code JAX cannot trace."""
+    if F.traced("h", False) is not None and F.hand_out is not None:
+        return F.hand_out
     try:
         return jax.eval_shape(fn, *args)
     except (TypeError, jax.errors.JAXTypeError, jax.errors.ConcretizationTypeError):
         return fn(*args)
 
 
-def _output_problem(fun, args) -> str | None:
+def _output_problem(fun, args, F) -> str | None:
     """What is wrong with ``fun(*args)`` as an objective (not a real scalar), or None. Found
     by tracing; a function JAX cannot trace (a host callback, NumPy code) is called once."""
+    t = F.traced("f", False)
     try:
-        out = jax.eval_shape(fun, *args)
+        out = t.out_shapes() if t is not None else jax.eval_shape(fun, *args)
     except Exception:  # noqa: BLE001 - not traceable: evaluate it as the Taylor test will
         try:
             out = np.asarray(fun(*args))

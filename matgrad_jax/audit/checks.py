@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -66,16 +67,107 @@ def reference(spec: Spec, fun: Callable) -> Callable:
     """``leaves -> (value, gradients of the differentiated leaves)`` by ``jax.grad``,
     conjugated to the real-inner-product convention; other leaves are closed over, so integer
     arguments need no tangent."""
-    f = spec.fun_flat(fun)
+    return partial(_value_and_grad, spec.fun_flat(fun), spec.diff)
 
-    def value_and_grad(*leaves):
-        def of_diff(*d):
-            return jnp.real(f(*_insert(leaves, spec.diff, d)))
-        v, g = jax.value_and_grad(of_diff, argnums=tuple(range(len(spec.diff))))(
-            *(leaves[i] for i in spec.diff))
-        return v, tuple(jnp.conj(x) for x in g)
 
-    return value_and_grad
+def _value_and_grad(f, diff, *leaves):
+    def of_diff(*d):
+        return jnp.real(f(*_insert(leaves, diff, d)))
+    v, g = jax.value_and_grad(of_diff, argnums=tuple(range(len(diff))))(
+        *(leaves[i] for i in diff))
+    return v, tuple(jnp.conj(x) for x in g)
+
+
+class Functions:
+    """The user's objective (and hand gradient) on the audit's flat leaves, each traced once
+    per audit and precision (:func:`matgrad_jax.programs.trace`): the audit's programs are
+    built from these traces, so a warm audit, or a re-audit of a redefined function of the
+    same structure, neither re-traces nor recompiles them. ``traced`` is None for code JAX
+    cannot trace; the checks then call the functions as they are."""
+
+    def __init__(self, spec: Spec, fun: Callable, grad_fun: Callable | None = None):
+        self.spec = spec
+        self.fun = spec.fun_flat(fun)
+        self.hand = None if grad_fun is None else spec.hand_flat(grad_fun)
+        self.hand_out = None  # the hand gradient's own output structure, from its trace
+        self._traced: dict = {}
+        self._seen = None
+        if grad_fun is not None:
+            def hand(*leaves):  # hand_flat, remembering the output's own structure
+                out = grad_fun(*spec.unflatten(leaves))
+                self._seen = jax.tree_util.tree_map(
+                    lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), out)
+                return _flat_out(spec, out)
+
+            self._trace_hand = hand
+
+    def traced(self, which: str, hi: bool):
+        """The traced objective (``"f"``) or hand gradient (``"h"``), in float64 (``hi``) or
+        in the arguments' own dtypes; None where it does not trace."""
+        key = (which, hi)
+        if key not in self._traced:
+            fn = self.fun if which == "f" else (self._trace_hand if self.hand else None)
+            structs = [jax.ShapeDtypeStruct(np.shape(x), up(np.zeros((), x.dtype)).dtype
+                                            if hi else x.dtype) for x in self.spec.leaves]
+            try:
+                with float64() if hi else contextlib.nullcontext():
+                    self._traced[key] = None if fn is None else programs.trace(fn, *structs)[0]
+                if which == "h" and not hi:
+                    self.hand_out = self._seen
+            except Exception:  # noqa: BLE001 - untraceable user code: called as it is
+                self._traced[key] = None
+        return self._traced[key]
+
+    def out_dtype(self, hi: bool):
+        t = self.traced("f", hi)
+        return None if t is None else np.dtype(jax.tree_util.tree_leaves(t.out_shapes())[0].dtype)
+
+
+def _flat_out(spec: Spec, out) -> tuple:
+    if spec.multi and isinstance(out, list):
+        out = tuple(out)
+    return tuple(jax.tree_util.tree_leaves(out))
+
+
+_DIFFERENTIATES = {"hand": False, "value": False, "ref": True, "both": True}
+
+
+def _point(fns, *leaves, static):
+    kind, diff = static
+    if kind == "hand":
+        return fns[0](*leaves)
+    if kind == "value":
+        return jnp.real(fns[0](*leaves))
+    if kind == "ref":
+        return _value_and_grad(fns[0], diff, *leaves)
+    return fns[0](*leaves), _value_and_grad(fns[1], diff, *leaves)  # "both"
+
+
+def evaluate(kind: str, F: Functions, points, *, hi: bool):
+    """At every point: ``"hand"`` (the hand gradient), ``"value"`` (the objective), ``"ref"``
+    (value and ``jax.grad``), ``"both"`` (hand gradient, then value and ``jax.grad``), in one
+    program built from the traced functions (:meth:`Functions.traced`); :func:`batched` for
+    code that does not trace. ``hi``: in float64. Returns numpy."""
+    S = F.spec
+    names = {"hand": ("h",), "value": ("f",), "ref": ("f",), "both": ("h", "f")}[kind]
+    fns = [F.traced(w, hi) for w in names]
+    if any(t is None for t in fns):
+        fn = {"hand": F.hand, "value": lambda *L: jnp.real(F.fun(*L)),
+              "ref": partial(_value_and_grad, F.fun, S.diff),
+              "both": lambda *L: (F.hand(*L), _value_and_grad(F.fun, S.diff, *L))}[kind]
+        return batched(fn, S, points, hi=hi)
+    leaves = [points.stacked.get(i, np.asarray(x)) for i, x in enumerate(S.leaves)]
+    if hi:
+        leaves = [up(x) for x in leaves]
+    axes = tuple(0 if i in points.stacked else None for i in range(len(leaves)))
+    with float64() if hi else contextlib.nullcontext():
+        out = programs.apply_mapped(_point, fns, leaves, axes, static=(kind, S.diff),
+                                    differentiates=_DIFFERENTIATES[kind])
+        return jax.tree_util.tree_map(np.asarray, out)
+
+
+def _functions(spec: Spec, fun) -> Functions:
+    return fun if isinstance(fun, Functions) else Functions(spec, fun)
 
 
 def batched(fn: Callable, spec: Spec, points, *, hi: bool, extra: tuple = ()):
@@ -113,6 +205,30 @@ def traceable(fn: Callable, spec: Spec) -> bool:
         return False
 
 
+_DIFFERENTIABLE: dict = {}
+
+
+def differentiable(F: Functions) -> bool:
+    """Whether ``jax.grad`` of the objective traces (remembered per traced program where the
+    program pins that down: shareable and free of custom rules)."""
+    t = F.traced("f", False)
+    if t is None:
+        return False
+    memo = t.shareable and not t.rules
+    if memo and t.structure in _DIFFERENTIABLE:
+        return _DIFFERENTIABLE[t.structure]
+    try:
+        jax.eval_shape(partial(_value_and_grad, t, F.spec.diff), *F.spec.leaves)
+        ok = True
+    except Exception:  # noqa: BLE001 - anything JAX cannot differentiate
+        ok = False
+    if memo:
+        if len(_DIFFERENTIABLE) > 256:
+            _DIFFERENTIABLE.clear()
+        _DIFFERENTIABLE[t.structure] = ok
+    return ok
+
+
 def real_inner(gs, vs):
     """Σ Re⟨g, v⟩ over blocks (numpy, leading direction axis on ``vs``)."""
     total = 0.0
@@ -122,69 +238,91 @@ def real_inner(gs, vs):
     return total
 
 
-def forward(spec: Spec, fun: Callable, ats: list, dirs: list) -> np.ndarray:
+def _jvps(fns, point, vs, *, static):
+    diff = static
+
+    def one(v):
+        g = lambda *d: jnp.real(fns[0](*_insert(point, diff, d)))  # noqa: E731
+        return jax.jvp(g, tuple(point[i] for i in diff), v)[1]
+
+    return jax.vmap(one)(vs)
+
+
+def forward(spec: Spec, fun, ats: list, dirs: list) -> np.ndarray:
     """``jax.jvp`` of ``fun`` at each point of ``ats`` along each of its directions
     (``dirs[p]``), in float64: one program for all (shape ``(points, directions)``)."""
-    f = spec.fun_flat(fun)
+    F = _functions(spec, fun)
     with float64():
         pts = tuple(np.stack([up(a[i]) for a in ats]) for i in range(len(ats[0])))
         d64 = tuple(np.stack([up(d[k]) for d in dirs]) for k in range(len(dirs[0])))
+        t = F.traced("f", True)
+        if t is not None:
+            return np.asarray(programs.apply_mapped(_jvps, (t,), (pts, d64), (0, 0),
+                                                    static=spec.diff, differentiates=True))
+        f = F.fun
 
-        def one(point, vs):
-            g = lambda *d: jnp.real(f(*_insert(point, spec.diff, d)))
-            return jax.jvp(g, tuple(point[i] for i in spec.diff), vs)[1]
+        def per_point(point, vs):
+            return _jvps((f,), point, vs, static=spec.diff)
 
-        per_point = jax.vmap(one, in_axes=(None, 0))
         return np.asarray(programs.mapped(per_point, (pts, d64), (0, 0)))
 
 
-def along(spec: Spec, fun: Callable, at: tuple, dirs: tuple, hs: np.ndarray) -> tuple:
-    """``fun(at + h v)`` for every h and direction (shape ``(ndir, nh)``) and ``fun(at)``, in
-    float64 where JAX can (else in the arguments' dtype); untraceable code point by point."""
-    f = spec.fun_flat(fun)
+def _on_line(fns, at, dirs, idx, h, *, static):
+    """``f(at + h·dirs[idx])`` (one point of a line search's grid)."""
+    diff = static
+    moved = [at[i] + (v[idx] * h.astype(jnp.real(v).dtype)).astype(at[i].dtype)
+             for i, v in zip(diff, dirs)]
+    return jnp.real(fns[0](*_insert(at, diff, moved)))
 
-    def run(cast):
+
+def along(spec: Spec, fun, at: tuple, dirs: tuple, hs: np.ndarray) -> tuple:
+    """``fun(at + h v)`` for every h and direction (shape ``(ndir, nh)``) and ``fun(at)``, in
+    float64 where JAX can (else in the arguments' dtype); untraceable code point by point.
+    The (direction, h) pairs are one mapped axis, chunked so memory stays bounded."""
+    F = _functions(spec, fun)
+    ndir = int(np.shape(dirs[0])[0])
+    hs_all = np.concatenate([[0.0], np.asarray(hs, np.float64)])  # h = 0: f(at), same program
+    idx = np.repeat(np.arange(ndir, dtype=np.int32), len(hs_all))
+    hh = np.tile(hs_all, ndir)
+    point_bytes = sum(int(np.asarray(at[i]).size) * 8 for i in spec.diff)
+
+    def run(cast, hi):
         at_c = tuple(cast(x) for x in at)
         d_c = tuple(cast(d) for d in dirs)
-
-        def point(base, vs, h):
-            moved = [base[i] + (v * h.astype(jnp.real(v).dtype)).astype(base[i].dtype)
-                     for i, v in zip(spec.diff, vs)]
-            return jnp.real(f(*_insert(base, spec.diff, moved)))
-
-        def line(base, vs, hs_):
-            return jax.vmap(lambda h: point(base, vs, h))(hs_)
-
-        try:  # h = 0 first: f(at) comes from the same program
-            both = programs.mapped(
-                line, (at_c, d_c, np.concatenate([[0.0], np.asarray(hs, np.float64)])),
-                (None, 0, None))
+        t = F.traced("f", hi)
+        try:
+            if t is None:
+                raise TypeError("untraceable")
+            flat = programs.apply_mapped(_on_line, (t,), (at_c, d_c, idx, hh),
+                                         (None, None, 0, 0), static=spec.diff,
+                                         point_bytes=point_bytes)
+            both = np.asarray(flat, np.float64).reshape(ndir, len(hs_all))
             fh, f0 = both[:, 1:], both[0, 0]
         except Exception:  # noqa: BLE001 - untraceable user code: evaluate on concrete arrays
+            f = F.fun
             fh = [[float(np.real(f(*_insert(at_c, spec.diff,
                                             [at_c[i] + h * d[c] for i, d in zip(spec.diff, d_c)]
-                                            )))) for h in hs] for c in range(len(d_c[0]))]
+                                            )))) for h in hs] for c in range(ndir)]
             f0 = float(np.real(f(*at_c)))
-        return np.asarray(fh, np.float64), float(f0), _output_eps(f, at_c, spec)
+        return np.asarray(fh, np.float64), float(f0), _output_eps(F, at_c, spec, hi)
 
     try:
         with float64():
-            fh, f0, eps = run(up)
+            fh, f0, eps = run(up, True)
             if np.all(np.isfinite(fh)) or not np.isfinite(f0):
                 return fh, f0, eps
     except Exception:  # noqa: BLE001 - fun does not run in float64: use its own dtype
         pass
-    return run(np.asarray)
+    return run(np.asarray, False)
 
 
-def _output_eps(f, at, spec) -> float:
+def _output_eps(F: Functions, at, spec, hi) -> float:
     """The rounding unit of ``f``'s values: the coarser of its output's and its differentiated
     inputs' dtypes (a function that casts its value to float32 is float32, whatever its input)."""
     dts = [np.asarray(at[i]).real.dtype for i in spec.diff]
-    try:
-        dts.append(np.dtype(jax.eval_shape(f, *at).dtype))
-    except Exception:  # noqa: BLE001 - untraceable: the inputs' dtypes
-        pass
+    out = F.out_dtype(hi)
+    if out is not None:
+        dts.append(out)
     return max(float(np.finfo(np.finfo(d).dtype if np.issubdtype(d, np.complexfloating) else d).eps)
                for d in dts)
 

@@ -48,6 +48,11 @@ class GradientReport:
         ``reference_dtype`` the dtype it was computed in (float64 whenever JAX can).
       precision: below float64, the hand gradient's and jax.grad's own errors in that dtype.
       failed_checks: which checks failed.
+      budget: how much was run: ``mode`` ``"full"`` (every point and direction asked for) or
+        ``"screen"`` (a costly function: fewer of each, see :func:`~matgrad_jax.
+        check_gradient`'s ``budget``), ``flops`` (the estimated work of one evaluation of
+        ``fun``) and ``screened`` (a screen found something, so this is the full audit that
+        followed it).
       message: one-paragraph summary for a person; its first line is the verdict.
     """
 
@@ -79,6 +84,7 @@ class GradientReport:
     precision: dict[str, Any] = field(default_factory=dict)
     failed_checks: tuple[str, ...] = ()
     kind: str = "gradient"
+    budget: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         head = (f"{type(self).__name__}({self.name + ': ' if self.name else ''}{self.verdict}"

@@ -147,9 +147,10 @@ class Evaluation:
         return tuple(np.asarray(g[p]) for g in src)
 
     # -- forward mode -----------------------------------------------------------------------------
-    def forward(self, fun, rng, n_directions) -> dict:
+    def forward(self, fun, rng, n_directions, max_points: int = 3) -> dict:
         S, P = self.spec, self.points
-        cand = [p for p in np.flatnonzero(P.generic) if self.status[p] in ("ok", "fail")][:3]
+        cand = [p for p in np.flatnonzero(P.generic)
+                if self.status[p] in ("ok", "fail")][:max_points]
         if not cand or self.ref is None:
             return {}
         n_entries = sum(int(self.spec.leaves[i].size) for i in S.diff)
