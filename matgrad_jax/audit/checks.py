@@ -215,8 +215,9 @@ def differentiable(F: Functions) -> bool:
     if t is None:
         return False
     memo = t.shareable and not t.rules
-    if memo and t.structure in _DIFFERENTIABLE:
-        return _DIFFERENTIABLE[t.structure]
+    key = (t.structure, F.spec.diff)
+    if memo and key in _DIFFERENTIABLE:
+        return _DIFFERENTIABLE[key]
     try:
         jax.eval_shape(partial(_value_and_grad, t, F.spec.diff), *F.spec.leaves)
         ok = True
@@ -225,7 +226,7 @@ def differentiable(F: Functions) -> bool:
     if memo:
         if len(_DIFFERENTIABLE) > 256:
             _DIFFERENTIABLE.clear()
-        _DIFFERENTIABLE[t.structure] = ok
+        _DIFFERENTIABLE[key] = ok
     return ok
 
 
