@@ -21,6 +21,7 @@ import numpy as np
 
 from ._typing import Array, ArrayLike, DTypeLike
 from .registry import register
+from .solvers.block_steps import balance_factors
 
 LAMBDA = 0.1
 
@@ -95,8 +96,12 @@ def nll_example(seed: int = 0, p: int = 6, samples: int = 40,
 _MF = "examples: a regularised matrix factorisation (user derivation)"
 _NLL = "examples: Gaussian negative log-likelihood in an SPD covariance (user derivation)"
 
+# each block is quadratic with the other fixed (ALS), and U -> UA, V -> VA^-T leaves the data
+# term unchanged (balancing between sweeps): what the alternating method needs to compete
+_MF_SOLVER = {"alternating": {"block_step": "newton", "balance": balance_factors}}
+
 register("examples/mf/right", mf_objective, mf_gradient, argnums=(0, 1),
-         example_args=mf_example, source=_MF, replace=True)
+         example_args=mf_example, source=_MF, replace=True, solver_options=_MF_SOLVER)
 register("examples/mf/missing_two", mf_objective, mf_gradient_missing_two, argnums=(0, 1),
          example_args=mf_example, source=_MF + ", regulariser's factor 2 dropped",
          notes="planted error", replace=True)

@@ -32,7 +32,8 @@ def model_stepper(model: Model, data: Mapping, init: tuple, method: str,
     chosen = AUTO_METHOD if method == "auto" else method
     grad = model.gradient(data)
     return _stepper(model.objective(data), tuple(init),
-                    None if grad is None else _as_tuple_grad(grad), chosen, dict(opts))
+                    None if grad is None else _as_tuple_grad(grad), chosen,
+                    model.method_options(method, dict(opts)))
 
 
 def model_start(model: Model, data: Mapping, init: tuple, method: str, opts: tuple = ()) -> dict:

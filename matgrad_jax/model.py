@@ -43,6 +43,11 @@ class Model:
       domains: the arguments' domains for the start audit (see
         :func:`~matgrad_jax.check_gradient`).
       source: where the model comes from.
+      solver_options: what fitting it needs, per method: ``{"alternating": {"block_step":
+        "newton", "balance": solvers.balance_factors}}`` declares that the blocks are quadratic
+        one at a time (ALS) and that the factors are balanced between sweeps. Used wherever
+        that method runs the model (:meth:`fit`, ``solve_batch(model=...)``, ``matgrad fit
+        --model``); options a caller passes take precedence.
     """
 
     name: str
@@ -54,6 +59,7 @@ class Model:
     exact: Callable | None = None
     domains: Mapping | None = field(default=None)
     source: str = ""
+    solver_options: Mapping | None = field(default=None)
 
     def __post_init__(self):
         if not callable(self.value):
@@ -66,6 +72,10 @@ class Model:
                              f"{self.arg_names}, got {self.argnums}")
         if len(set(self.arg_names)) != n or not all(self.arg_names):
             raise InputError(f"arg_names: expected distinct names, got {self.arg_names}")
+        from .registry import _solver_options
+
+        object.__setattr__(self, "solver_options", _solver_options(self.name,
+                                                                   self.solver_options))
 
     @classmethod
     def from_derivation(cls, derivation: Any) -> Model:
@@ -95,7 +105,17 @@ class Model:
         argnums = argnums if isinstance(argnums, tuple) else (argnums,)
         argnums = tuple(names.index(a) if isinstance(a, str) else int(a) for a in argnums)
         return cls(derivation.name, derivation.objective, derivation.gradient, argnums, names,
-                   hvp=derivation.hvp, domains=derivation.domains, source=derivation.source)
+                   hvp=derivation.hvp, domains=derivation.domains, source=derivation.source,
+                   solver_options=derivation.solver_options)
+
+    def method_options(self, method: str, options: Mapping | None = None) -> dict:
+        """The options ``method`` runs this model with: what the model declares for it
+        (:attr:`solver_options`; ``"auto"`` is the method it picks), then ``options``."""
+        from .minimize import AUTO_METHOD
+
+        chosen = AUTO_METHOD if method == "auto" else method
+        declared = dict((self.solver_options or {}).get(chosen, {}))
+        return {**declared, **dict(options or {})}
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -166,7 +186,8 @@ class Model:
         d = to_device(arrays, dt)
         x0 = tuple(jnp.asarray(b, dt) for b in blocks)
         return minimize(self.objective(d), x0, grad=self.gradient(d), method=method,
-                        verify=verify, domains=_param_domains(self), **options)
+                        verify=verify, domains=_param_domains(self),
+                        **self.method_options(method, options))
 
     # -- the boundary ----------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class Derivation:
       builtin: True for the seeds' derivations that ship with matgrad_jax.
       chain: the name of the registered chain (:func:`register_chain`) that derives this
         gradient line by line, if any; ``matgrad audit`` shows its first wrong line.
+      solver_options: per method, the options fitting it needs (see :class:`~matgrad_jax.Model`).
     """
 
     name: str
@@ -56,6 +57,7 @@ class Derivation:
     hvp: Callable | None = field(default=None, compare=False)
     builtin: bool = field(default=False, compare=False)
     chain: str | None = field(default=None, compare=False)
+    solver_options: dict | None = field(default=None, compare=False)
 
 
 _REGISTRY: dict[str, Derivation] = {}
@@ -91,12 +93,33 @@ def _example_callable(name: str, example_args) -> Callable[..., tuple]:
                      f"example_args(seed) -> tuple, got {type(example_args).__name__}")
 
 
+def _solver_options(name: str, options: Mapping | None) -> dict | None:
+    """``{method: {option: value}}``, checked: known methods, mappings of named options."""
+    if options is None:
+        return None
+    from .minimize import METHODS
+
+    if not isinstance(options, Mapping):
+        raise InputError(f"solver_options of {name!r}: expected a mapping from a method to its "
+                         f"options, got {type(options).__name__}")
+    out = {}
+    for method, opts in options.items():
+        if method not in METHODS or method == "auto":
+            raise InputError(f"solver_options of {name!r}: {method!r} is not a method (one of "
+                             f"{tuple(m for m in METHODS if m != 'auto')})")
+        if not isinstance(opts, Mapping) or not all(isinstance(k, str) for k in opts):
+            raise InputError(f"solver_options[{method!r}] of {name!r}: expected a mapping of "
+                             f"option names to values, got {opts!r}")
+        out[method] = dict(opts)
+    return out
+
+
 def register(name: str, objective: Callable, gradient: Callable, *, argnums: ArgNums,
              example_args: ExampleArgs, arg_names: Sequence[str] | None = None,
              domains: Mapping | None = None, source: str = "", published: bool = False,
              hvp: Callable | None = None, notes: str = "", formula: str = "",
-             replace: bool = False, builtin: bool = False, chain: str | None = None
-             ) -> Derivation:
+             replace: bool = False, builtin: bool = False, chain: str | None = None,
+             solver_options: Mapping | None = None) -> Derivation:
     """Register a hand-derived ``gradient`` of ``objective`` under ``name``.
 
     Args:
@@ -115,6 +138,9 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums: Arg
       formula: the formula as text, for the report.
       builtin: True for the package's own (seed) derivations.
       chain: the name of the registered chain (line-by-line derivation) it comes from.
+      solver_options: what fitting the model needs per method, e.g. ``{"alternating":
+        {"block_step": "newton", "balance": solvers.balance_factors}}`` for a factorisation
+        (see :class:`~matgrad_jax.Model`).
       replace: replace an existing derivation of that name (else :class:`InputError`).
 
     Returns:
@@ -144,7 +170,8 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums: Arg
                    arg_names=arg_names, source=source, published=bool(published),
                    example_args=_example_callable(name, example_args), notes=notes,
                    formula=formula, domains=dict(domains) if domains else None, hvp=hvp,
-                   builtin=builtin, chain=chain)
+                   builtin=builtin, chain=chain,
+                   solver_options=_solver_options(name, solver_options))
     _REGISTRY[name] = d
     return d
 

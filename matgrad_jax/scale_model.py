@@ -96,7 +96,7 @@ def _program(model, arrays, init, mesh, method, verify, opts, full, chunk):
             params = model.exact(**d)
             return tuple(params) if isinstance(params, (tuple, list)) else (params,)
         res = minimize(model.objective(d), x0, grad=model.gradient(d), method=method,
-                       verify=verify, domains=None, **options)
+                       verify=verify, domains=None, **model.method_options(method, options))
         return res.result if full else res.params
 
     def local(d, x0):

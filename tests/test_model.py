@@ -231,3 +231,39 @@ def test_fit_of_a_model_on_one_data_set():
 
         d = channel.make_data(6, 4, 5, 7)
         mg.fit(channel.Problem(*(d[k] for k in channel.DATA_NAMES)), data={"X": X_})
+
+
+def test_a_model_declares_what_its_method_needs():
+    """A factorisation declares ALS and balancing for the alternating method: fit,
+    solve_batch(model=...) and the chunked fit behind ``matgrad fit --model`` all use them,
+    a caller's options take precedence, and a bad declaration is named."""
+    from matgrad_jax.fit_model import fit_model_chunked
+    from matgrad_jax.solvers import balance_factors
+
+    U0_, V0_, X_ = examples.mf_example(0, 30, 20, 4)  # rectangular
+    fstar = examples.mf_optimum(X_, 4)
+    model = Model("mf", examples.mf_objective, examples.mf_gradient, (0, 1), ("U", "V", "X"),
+                  solver_options={"alternating": {"block_step": "newton",
+                                                  "balance": balance_factors}})
+    plain = Model("mf", examples.mf_objective, examples.mf_gradient, (0, 1), ("U", "V", "X"))
+    res = model.fit({"X": X_}, {"U": U0_, "V": V0_}, method="alternating")
+    assert bool(res.converged) and int(res.iterations) <= 10
+    assert abs(float(res.value) - fstar) <= 1e-10 * abs(fstar)
+    slow = plain.fit({"X": X_}, {"U": U0_, "V": V0_}, method="alternating", max_iters=50)
+    assert int(slow.iterations) == 50 and float(slow.value) - fstar > 1e-6 * abs(fstar)
+    overridden = model.fit({"X": X_}, {"U": U0_, "V": V0_}, method="alternating",
+                           block_step="gradient", balance=None, max_iters=50)
+    np.testing.assert_array_equal(np.asarray(overridden.value), np.asarray(slow.value))
+    chunked = fit_model_chunked(model, {"X": X_}, (U0_, V0_), method="alternating")
+    assert int(chunked.iterations) == int(res.iterations)
+    np.testing.assert_allclose(float(chunked.value), float(res.value), rtol=1e-12)
+    # the built-in example declares the same, so solve_batch(model=...) runs ALS there
+    alt = mg.solve_batch({"X": X}, model="examples/mf/right", init=(U0, V0),
+                         method="alternating", full_result=True, verify="off")
+    assert bool(np.all(alt.converged)) and int(np.max(alt.iterations)) <= 60
+    with pytest.raises(mg.InputError, match="solver_options of 'mf': 'newton' is not a method"):
+        Model("mf", examples.mf_objective, examples.mf_gradient, (0, 1), ("U", "V", "X"),
+              solver_options={"newton": {}})
+    with pytest.raises(mg.InputError, match=r"solver_options\['alternating'\] of 'bad'"):
+        mg.register("bad", examples.mf_objective, examples.mf_gradient, argnums=(0, 1),
+                    example_args=examples.mf_example, solver_options={"alternating": [1]})
