@@ -88,25 +88,25 @@ class Functions:
     def __init__(self, spec: Spec, fun: Callable, grad_fun: Callable | None = None):
         self.spec = spec
         self.fun = spec.fun_flat(fun)
-        self.hand = None if grad_fun is None else spec.hand_flat(grad_fun)
+        self.hand = None
         self.hand_out = None  # the hand gradient's own output structure, from its trace
-        self._traced: dict = {}
         self._seen = None
+        self._traced: dict = {}
         if grad_fun is not None:
-            def hand(*leaves):  # hand_flat, remembering the output's own structure
+            def hand(*leaves):  # spec.hand_flat, remembering the output's own structure
                 out = grad_fun(*spec.unflatten(leaves))
                 self._seen = jax.tree_util.tree_map(
                     lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), out)
-                return _flat_out(spec, out)
+                return spec.flat_gradient(out)
 
-            self._trace_hand = hand
+            self.hand = hand
 
     def traced(self, which: str, hi: bool):
         """The traced objective (``"f"``) or hand gradient (``"h"``), in float64 (``hi``) or
         in the arguments' own dtypes; None where it does not trace."""
         key = (which, hi)
         if key not in self._traced:
-            fn = self.fun if which == "f" else (self._trace_hand if self.hand else None)
+            fn = self.fun if which == "f" else self.hand
             structs = [jax.ShapeDtypeStruct(np.shape(x), up(np.zeros((), x.dtype)).dtype
                                             if hi else x.dtype) for x in self.spec.leaves]
             try:
@@ -121,12 +121,6 @@ class Functions:
     def out_dtype(self, hi: bool):
         t = self.traced("f", hi)
         return None if t is None else np.dtype(jax.tree_util.tree_leaves(t.out_shapes())[0].dtype)
-
-
-def _flat_out(spec: Spec, out) -> tuple:
-    if spec.multi and isinstance(out, list):
-        out = tuple(out)
-    return tuple(jax.tree_util.tree_leaves(out))
 
 
 _DIFFERENTIATES = {"hand": False, "value": False, "ref": True, "both": True}
@@ -195,14 +189,6 @@ def batched(fn: Callable, spec: Spec, points, *, hi: bool, extra: tuple = ()):
             out = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
                                          *outs)
         return jax.tree_util.tree_map(np.asarray, out)
-
-
-def traceable(fn: Callable, spec: Spec) -> bool:
-    try:
-        jax.eval_shape(fn, *spec.leaves)
-        return True
-    except Exception:  # noqa: BLE001 - anything JAX cannot trace or differentiate
-        return False
 
 
 _DIFFERENTIABLE: dict = {}

@@ -57,12 +57,13 @@ class Spec:
 
     def hand_flat(self, grad_fun: Callable) -> Callable:
         """``grad_fun`` on leaves, returning the differentiated leaves' gradients as a tuple."""
-        def flat(*leaves):
-            out = grad_fun(*self.unflatten(leaves))
-            if self.multi and isinstance(out, list):
-                out = tuple(out)
-            return tuple(jax.tree_util.tree_leaves(out))
-        return flat
+        return lambda *leaves: self.flat_gradient(grad_fun(*self.unflatten(leaves)))
+
+    def flat_gradient(self, out) -> tuple:
+        """The hand gradient's output as the differentiated leaves' gradients, in order."""
+        if self.multi and isinstance(out, list):
+            out = tuple(out)
+        return tuple(jax.tree_util.tree_leaves(out))
 
     def structure_problem(self, grad_fun: Callable, out) -> str | None:
         """What is wrong with the hand gradient's structure or shapes at the example, or None."""
