@@ -16,12 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from ._checks import InputError, check_solver_options, start_pair, unknown_options
-from .linalg import hpd_inverse
 from .precision import FIT_PRECISION, products, traced_at
 from .problems.channel import (
     Problem,
     solve_exact_stats,
-    times_g,
     value_and_grad_self_referenced,
 )
 from .solvers.alternating import alternating_stepper
@@ -37,22 +35,16 @@ WITHOUT_REFERENCE = ("exact", "cg")
 
 def full_preconditioner(problem: Problem):
     """``(R, Q) -> [R Q] G_big⁻¹``: the exact inverse of the block term's Hessian (``I ⊗ G⁻¹``),
-    applied as the complex product ``H G⁻¹`` by :func:`~matgrad_jax.problems.channel.times_g`."""
-    Ginv = hpd_inverse(jax.lax.complex(problem.stats.Gr, problem.stats.Gi))
-    V = (Ginv.real, Ginv.imag, Ginv.real + Ginv.imag)
-
-    def apply(blocks):
-        return times_g(*blocks, *V)
-
-    return apply
+    applied as the complex product ``H G⁻¹``
+    (:meth:`~matgrad_jax.problems.channel.operator.NormalOperator.g_inverse`)."""
+    return problem.operator.g_inverse()
 
 
 def _exact_stepper(problem: Problem, refine: int, max_iters: int) -> Stepper:
     """The exact solve as a stepper whose first state has already stopped. Its value and
     gradient use the answer as the reference point
-    (:func:`~matgrad_jax.problems.channel.value_and_grad_self_referenced`): in
-    ``solve_batch(..., full_result=True)`` of 4096 float64 problems of ``(16, 8, 12, 20)`` that
-    halved the time (120 -> 59 ms in one run)."""
+    (:func:`~matgrad_jax.problems.channel.value_and_grad_self_referenced`), which halved a
+    full-result batch's time (``docs/performance/xla-cpu.md``)."""
     R, Q = solve_exact_stats(problem.stats, refine=refine)
     value, g = value_and_grad_self_referenced(problem.stats, R, Q)
     gnorm = tree_norm(g)

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from .xla_cpu import SMALL_MATMUL, _store, batched, matmul
+
 
 class SingularPair(NamedTuple):
     sigma: Array  # the largest singular value
@@ -95,7 +97,8 @@ def sweep_inverse(M: Array) -> Array:
     of an HPD matrix are real; the imaginary part of the diagonal is taken as zero), and each
     step is stored before the next (:func:`_store`). Against a ``fori_loop`` of complex updates
     (kept for larger ``d``), in which XLA:CPU copied the loop state every step and ran complex
-    arithmetic slowly, that took 4096 complex ``4 x 4`` inverses from about 1.05 to 0.64 ms.
+    arithmetic slowly, that is faster for the small matrices of a batch
+    (``docs/performance/xla-cpu.md``).
     """
     d = M.shape[-1]
     if d > SMALL_MATMUL[0]:
@@ -160,13 +163,6 @@ def _sweep_loop(M: Array) -> Array:
     return -jax.lax.fori_loop(0, d, sweep, M)
 
 
-def batched(axis_size: int, in_batched, args):
-    """``args`` (a pytree) with every leaf ``in_batched`` marks unbatched broadcast to a leading
-    ``axis_size`` axis: the operands of a ``custom_vmap`` rule that batches them all."""
-    return jax.tree_util.tree_map(
-        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)), args, in_batched)
-
-
 @jax.custom_batching.custom_vmap
 def _hpd_inverse(M: Array) -> Array:
     chol = jnp.linalg.cholesky(M)
@@ -222,181 +218,3 @@ def _hpd_solve_vmap(axis_size, in_batched, M, b):
     # by matmul: written out for tiny d (a batched matrix-vector dot of tiny matrices runs one
     # problem at a time on XLA:CPU and pulls the producers of b into its kernel), a dot above
     return jax.vmap(lambda Mi, bi: matmul(Mi, bi[:, None])[:, 0])(sweep_inverse(M), b), True
-
-
-SMALL_MATMUL = (16, 1024)
-"""``matmul`` writes ``X @ Y`` out elementwise when the contraction has at most
-``SMALL_MATMUL[0]`` terms and the output at most ``SMALL_MATMUL[1]`` entries."""
-
-
-def writes_out(X: Array, Y: Array) -> bool:
-    """Whether :func:`matmul` writes ``X @ Y`` out elementwise (from the static shapes)."""
-    return not (X.shape[1] > SMALL_MATMUL[0] or X.shape[0] * Y.shape[1] > SMALL_MATMUL[1])
-
-
-def matmul(X: Array, Y: Array) -> Array:
-    """``X @ Y`` for 2-d ``X`` (``a x c``), ``Y`` (``c x d``); tiny ones as ``c`` broadcast
-    multiply-adds.
-
-    Under ``vmap``, XLA:CPU runs a batched GEMM of tiny matrices one problem at a time (about
-    0.1 µs each, whatever the size): for a batch of thousands of ``8 x 8`` problems that, not
-    the arithmetic, is the cost. Written out, the product becomes one fused elementwise loop over
-    the whole batch (the Woodbury factors of 4096 ``(8, 4)`` problems: 3.0 -> 0.8 ms). XLA may
-    fuse such a product into its consumer and recompute it there, so chains of them gain less.
-    The choice is made from the static shapes, so large products (every gradient of a
-    real-sized problem) stay GEMMs.
-    """
-    if not writes_out(X, Y):
-        return X @ Y
-    return _written_out(X, Y)
-
-
-BATCHED_WRITE_OUT = (64, 4096)
-"""Under ``vmap`` on XLA:CPU :func:`vmapped_matmul` writes ``X @ Y`` out when the contraction has
-at most ``BATCHED_WRITE_OUT[0]`` terms and the output at most ``BATCHED_WRITE_OUT[1]`` entries."""
-
-
-@jax.custom_jvp
-def vmapped_matmul(X: Array, Y: Array) -> Array:
-    """``X @ Y`` (2-d), a GEMM for one problem; under ``vmap`` on XLA:CPU, for small matrices
-    (:data:`BATCHED_WRITE_OUT`), written out as broadcast multiply-adds like :func:`matmul`.
-
-    Unlike :func:`matmul` the choice depends on batching, not only on the shapes: XLA:CPU's
-    batched GEMMs of small matrices run at a fraction of the written-out speed (4096 ``K Kᵀ``
-    and ``W Kᵀ`` of ``(16, 8, 12, 20)`` problems: 5.7 ms as batched dots, 3.8 ms written out),
-    while for a single problem of that size the GEMM is the faster, by up to 3x at a contraction
-    of 40-64. Other platforms keep the batched dot. Differentiable (its tangents are plain
-    products)."""
-    return _vmapped_matmul(X, Y)
-
-
-@vmapped_matmul.defjvp
-def _vmapped_matmul_jvp(primals, tangents):
-    (X, Y), (dX, dY) = primals, tangents
-    return vmapped_matmul(X, Y), dX @ Y + X @ dY
-
-
-@jax.custom_batching.custom_vmap
-def _vmapped_matmul(X, Y):
-    return X @ Y
-
-
-@_vmapped_matmul.def_vmap
-def _vmapped_matmul_vmap(axis_size, in_batched, X, Y):
-    X, Y = batched(axis_size, tuple(in_batched), (X, Y))
-    (a, c), d = X.shape[1:], Y.shape[-1]
-    if c > BATCHED_WRITE_OUT[0] or a * d > BATCHED_WRITE_OUT[1]:
-        return jnp.matmul(X, Y), True
-    return jax.lax.platform_dependent(X, Y, cpu=jax.vmap(_written_out), default=jnp.matmul), True
-
-
-def _written_out(X, Y):
-    """``X @ Y`` as ``c`` broadcast multiply-adds (``c``: the contraction)."""
-    acc = X[:, 0:1] * Y[0:1, :]
-    for i in range(1, X.shape[1]):
-        acc = acc + X[:, i:i + 1] * Y[i:i + 1, :]
-    return acc
-
-
-def diagonal(X: Array) -> Array:
-    """``jnp.diagonal(X)`` of a square 2-d ``X``; up to ``SMALL_MATMUL[0]`` rows as static slices.
-
-    Under ``vmap`` ``jnp.diagonal`` is a gather, which XLA:CPU laid out batch-minor (a strided
-    read for every consumer); slices fuse into their consumers."""
-    if X.shape[0] > SMALL_MATMUL[0]:
-        return jnp.diagonal(X)
-    return jnp.stack([X[i, i] for i in range(X.shape[0])])
-
-
-@jax.custom_jvp
-def sum_rows(X: Array) -> Array:
-    """``X.sum(axis=0)`` for 2-d ``X``: a reduction for one problem; under ``vmap`` on XLA:CPU,
-    for at most ``BATCHED_WRITE_OUT[0]`` rows, written out as adds.
-
-    Under ``vmap`` XLA:CPU hands a reduction of small rows, with the elementwise code that feeds
-    it, to its YNNPACK fusions, which materialise broadcasts of the operands and ran the
-    exact solve's ``Re<c_j, x_j>`` of 4096 ``(8, 4)`` problems several times slower than adds
-    (of ``(32, 16)`` problems: about 20x slower). For one problem the reduction is the faster:
-    written out, the gradient of one ``(64, 64, 128, 256)`` problem took 1.35x as long.
-    Differentiable (its tangent is a plain sum).
-    """
-    return _sum_rows(X)
-
-
-@sum_rows.defjvp
-def _sum_rows_jvp(primals, tangents):
-    return sum_rows(*primals), jnp.sum(tangents[0], axis=0)
-
-
-@jax.custom_batching.custom_vmap
-def _sum_rows(X):
-    return jnp.sum(X, axis=0)
-
-
-@_sum_rows.def_vmap
-def _sum_rows_vmap(axis_size, in_batched, X):
-    reduce = lambda Xs: jnp.sum(Xs, axis=1)  # noqa: E731
-    if X.shape[1] > BATCHED_WRITE_OUT[0]:
-        return reduce(X), True
-    return jax.lax.platform_dependent(X, cpu=jax.vmap(_rows_written_out), default=reduce), True
-
-
-def _rows_written_out(X):
-    acc = X[0]
-    for i in range(1, X.shape[0]):
-        acc = acc + X[i]
-    return acc
-
-
-@jax.custom_jvp
-def materialize(*xs: Array) -> tuple[Array, ...]:
-    r"""``xs`` unchanged, computed once under ``vmap`` on XLA:CPU instead of inside their consumers.
-
-    XLA fuses cheap elementwise producers into every consumer, recomputing them there. For
-    products written out by :func:`matmul` that is a product recomputed per output column: a
-    written-out ``K = P Sᵀ`` feeding the written-out ``K Kᵀ`` and ``W Kᵀ`` made those two run
-    at a third of the speed of the same products on a stored ``K``.
-    ``jax.lax.optimization_barrier`` does not stop it on XLA:CPU (the barrier is removed before
-    fusion). So under ``vmap`` on the CPU the values pass through a ``while`` loop of one trip
-    that XLA cannot count (in which one element of each is multiplied by 1): a loop's result is
-    always stored. Outside ``vmap``, and on other platforms, it is the identity.
-    Differentiable (the tangent passes through).
-    """
-    return _materialize(*xs)
-
-
-@materialize.defjvp
-def _materialize_jvp(primals, tangents):
-    return materialize(*primals), tuple(tangents)
-
-
-@jax.custom_batching.custom_vmap
-def _materialize(*xs):
-    return tuple(xs)
-
-
-@_materialize.def_vmap
-def _materialize_vmap(axis_size, in_batched, *xs):
-    xs = batched(axis_size, tuple(in_batched), xs)
-    return _store(*xs), (True,) * len(xs)
-
-
-def _store(*xs):
-    """``xs`` stored (not fused into their consumers) on XLA:CPU, whatever the batching; the
-    identity elsewhere. See :func:`materialize`."""
-    return tuple(jax.lax.platform_dependent(*xs, cpu=_stored, default=lambda *ys: tuple(ys)))
-
-
-def _stored(*xs):
-    if any(x.size == 0 for x in xs):
-        return xs
-    first = xs[0].reshape(-1)[0]
-    trips = jnp.where(jnp.isnan(first), 0, 1).astype(jnp.int32)  # 1 (or 0): XLA can't tell
-
-    def body(carry):
-        i, ys = carry
-        # every value changes in XLA's eyes (an unchanged one would be forwarded past the
-        # loop), by a factor that is exactly 1
-        return i + 1, tuple(y.at[(0,) * y.ndim].multiply((1 + i).astype(y.dtype)) for y in ys)
-
-    return jax.lax.while_loop(lambda c: c[0] < trips, body, (jnp.int32(0), xs))[1]

@@ -45,7 +45,6 @@ from ._checks import (
     unknown_options,
 )
 from ._typing import Array, ArrayLike, DTypeLike
-from .compile_options import batch_compiler_options
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
@@ -57,6 +56,7 @@ from .problems.channel import (
 )
 from .solvers.result import SolveResult
 from .solvers.stepper import run
+from .xla_cpu import batch_compiler_options
 
 _OPTIONS = ("max_iters", "tol", "gtol", "precondition", "refine", "learning_rate",
             "matmul_precision")
@@ -180,9 +180,7 @@ def solve_batch(data: Mapping, *, model: Any = None, method: str | None = None,
         (``jax.lax.map`` of the vmapped solver); ``0``: all at once. Default: on CPU devices,
         the largest power of two whose problems' data take at most :data:`CHUNK_BYTES`
         (16 MiB), so that a chunk's intermediates stay in the caches; on other devices, all at
-        once. On this project's 2-core CPU, 16384 exact solves of ``(8, 4, 6, 10)`` took 19 ms
-        at once and 8.3 ms in chunks of 4096; 4096 of ``(16, 8, 12, 20)`` 24 ms and 12 ms in
-        chunks of 1024 (CG: 57 and 40 ms), as the guide's "Many problems" page says.
+        once (measured in ``docs/performance/xla-cpu.md``).
       options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``,
         ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
 
@@ -306,7 +304,7 @@ def _solve_batch_program(arrays, init, ridge, mesh, opts, full=True, chunk=0):
 @cache
 def _solve_batch_jit(method: str):
     """The jitted program for ``method``: the exact solve and CG compile with the small-problem
-    options (XLA:CPU's older loop emitter; see :mod:`~matgrad_jax.compile_options`), the others
+    options (XLA:CPU's older loop emitter; see :mod:`~matgrad_jax.xla_cpu`), the others
     as usual. Built at the first call, not at import (the options' probe starts the backend)."""
     return jax.jit(_solve_batch_program, compiler_options=batch_compiler_options(method),
                    static_argnames=("ridge", "mesh", "opts", "full", "chunk"))

@@ -64,12 +64,13 @@ def test_matmul_precision_none_keeps_the_callers_setting(data32, method):
 
 
 def test_statistics_value_and_exact_solve_are_highest(data32):
-    assert set(_dot_precisions(channel._statistics_jit.lower(*data32, 0.0))) == {"HIGHEST"}
+    highest = {"HIGHEST"}
+    assert set(_dot_precisions(channel.statistics._statistics_jit.lower(*data32, 0.0))) == highest
     problem = channel.Problem(*data32)
     R = jnp.ones(problem.shape, problem.dtype)
-    assert set(_dot_precisions(channel._value_and_grad_jit.lower(problem, R, R))) == {"HIGHEST"}
-    assert set(_dot_precisions(channel._grad_jit.lower(problem, R, R))) == {"HIGHEST"}
-    assert set(_dot_precisions(channel._solve_exact_jit.lower(problem.stats))) == {"HIGHEST"}
+    assert set(_dot_precisions(channel.problem._value_and_grad_jit.lower(problem, R, R))) == highest
+    assert set(_dot_precisions(channel.problem._grad_jit.lower(problem, R, R))) == highest
+    assert set(_dot_precisions(channel.operator._solve_exact_jit.lower(problem.stats))) == highest
 
 
 def test_low_level_kernels_follow_the_caller(data32):

@@ -191,7 +191,7 @@ def test_bad_options_and_start():
 def test_batch_compile_options(monkeypatch):
     import jax
 
-    from matgrad_jax import compile_options
+    from matgrad_jax import xla_cpu as compile_options
     from matgrad_jax.bench.batch import _solver
 
     # jaxlib 0.6.1 to 0.10.2 know the option (a later one may not: then {}, as checked below,

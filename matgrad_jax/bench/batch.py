@@ -1,6 +1,6 @@
 """Many small seed-1 problems: one vmapped solve vs a Python loop of single jitted solves.
 
-Both paths compile once, with the same options (``compile_options.batch_compiler_options``, as
+Both paths compile once, with the same options (``xla_cpu.batch_compiler_options``, as
 :func:`matgrad_jax.solve_batch` does; the JSON records them), and start from the raw arrays
 (statistics and solve in one jitted function), so the difference is what batching buys: one
 dispatch and wide kernels instead of one dispatch per problem. The loop is timed over
@@ -37,10 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..compile_options import batch_compiler_options
 from ..fit import METHODS, fit_stepper
 from ..problems import channel
 from ..solvers.stepper import run
+from ..xla_cpu import batch_compiler_options
 from .common import (
     add_run_options,
     in_fresh_processes,
@@ -68,7 +68,7 @@ def _solver(method, max_iters):
 def make_batch(b, size, dtype, seed=0):
     n, m, k, q = size
     keys = np.arange(b) + seed
-    make = jax.jit(jax.vmap(lambda s: channel._make_data(n, m, k, q, 0.01, s, jnp.dtype(dtype),
+    make = jax.jit(jax.vmap(lambda s: channel.data._make_data(n, m, k, q, 0.01, s, jnp.dtype(dtype),
                                                          1.0)))
     d = make(jnp.asarray(keys))
     return [d[name] for name in channel.DATA_NAMES]

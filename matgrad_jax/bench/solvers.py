@@ -95,7 +95,8 @@ def _statistics_times(size, p_condition, dtype) -> tuple[float, float]:
     n, m, k, q = size
     d = channel.make_data(n, m, k, q, noise=0.01, seed=0, p_condition=p_condition, dtype=dtype)
     args = tuple(d[x] for x in channel.DATA_NAMES)
-    return tuple(median_time(partial(channel._statistics_jit, reference=ref), *args, repeats=15)
+    stats = channel.statistics._statistics_jit
+    return tuple(median_time(partial(stats, reference=ref), *args, repeats=15)
                  for ref in (True, False))
 
 

@@ -361,7 +361,7 @@ def _channel_symbols(seed=0, dtype=jnp.float64):
     dt = A.dtype
 
     def ef(i):
-        return lambda R, Q, A, B, Z, P, S, W: channel._svd_route(R, Q, A, B, Z, P, S, W)[i]
+        return lambda R, Q, A, B, Z, P, S, W: channel.literal._svd_route(R, Q, A, B, Z, P, S, W)[i]
 
     return dict(R=R, Q=Q, A=A, B=B, Z=Z, P=P, S=S, W=W, I_2=jnp.eye(2, dtype=dt),
                 J_2=jnp.asarray(J2, dt), I=lambda Z: jnp.eye(Z.shape[0], dtype=Z.dtype),

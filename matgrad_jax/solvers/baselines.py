@@ -12,7 +12,7 @@ import optax
 
 from .._checks import check_solver_options
 from .._typing import ArrayLike
-from ..linalg import materialize
+from ..xla_cpu import materialize
 from .result import (
     CONVERGED_CODES,
     DECREASE,
@@ -207,7 +207,7 @@ def cg_stepper(fun, init, *, grad=None, preconditioner=None, max_iters=1000, tol
     def body(s):
         gnorm0 = s["gnorm0"]
         # Ap and z are each read by an inner product and an update: stored once under vmap
-        # on XLA:CPU rather than recomputed in both (linalg.materialize; identity otherwise)
+        # on XLA:CPU rather than recomputed in both (xla_cpu.materialize; identity otherwise)
         Ap = _stored(product(s["p"]))
         pAp = tree_vdot(s["p"], Ap)
         alpha = s["rz"] / pAp
