@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._checks import InputError
+from .._checks import InputError
 
 
 def parse_model(spec: str) -> tuple[str, str]:
@@ -27,13 +27,13 @@ def parse_model(spec: str) -> tuple[str, str]:
 
 def load_model(spec: str):
     """Import TARGET and build the model of its derivation NAME."""
-    from .model import Model
-    from .registry import load_targets
+    from ..model import Model
+    from ..registry import load_targets
 
     target, name = parse_model(spec)
     registered = load_targets([target])
     if name not in registered:
-        from .registry import derivations
+        from ..registry import derivations
 
         others = [d.name for d in derivations(builtin=None)]
         if name not in others:
@@ -46,8 +46,8 @@ def load_model_data(args, model) -> tuple[dict, tuple, str]:
     """DATA's arrays for ``model`` (``--names`` applied), the start, and their fingerprint."""
     import numpy as np
 
-    from .cli import read_named
-    from .io import array_names, fingerprint
+    from ..io import array_names, fingerprint
+    from .fit import read_named
 
     starts = tuple(f"{p}0" for p in model.param_names)
     known = model.data_names + starts
@@ -74,7 +74,7 @@ def load_model_data(args, model) -> tuple[dict, tuple, str]:
 
 def fit_model_cli(args, out: Path, fail) -> int:
     """``matgrad fit --model``; ``fail(message)`` prints one line and returns exit code 2."""
-    from .io import OutputLock
+    from ..io import OutputLock
 
     if args.ridge:
         return fail("--ridge: a seed-1 option; a model's objective is its own")
@@ -108,9 +108,9 @@ def fit_model_cli(args, out: Path, fail) -> int:
 def _locked(args, out: Path, model, data, init, method: str, meta: dict[str, Any], fail) -> int:
     import numpy as np
 
-    from .cli import out_refusal, run_with_progress, write_fit
-    from .fit_model import fit_model_chunked, model_start
-    from .io import load_tree, npz_bytes
+    from ..fit_model import fit_model_chunked, model_start
+    from ..io import load_tree, npz_bytes
+    from .fit import out_refusal, run_with_progress, write_fit
 
     ckpt = out / "checkpoint.npz"
     refused = out_refusal(args, out, ckpt)
