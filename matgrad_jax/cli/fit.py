@@ -17,7 +17,7 @@ def read_named(args, known: tuple[str, ...]) -> dict:
     """The arrays ``known`` that DATA holds (``--names NAME=FILE_NAME`` applied), bounded by
     ``--max-array-mib``; absent ones are missing from the result. Raises InputError."""
     from .._checks import InputError
-    from ..io import array_names, load_arrays
+    from ..data_files import array_names, load_arrays
 
     renames = {}
     for pair in args.names or []:
@@ -41,8 +41,8 @@ def _load_problem(args):
     import numpy as np
 
     from .._checks import InputError, start_pair
+    from ..data_files import array_names, fingerprint
     from ..fit import WITHOUT_REFERENCE
-    from ..io import array_names, fingerprint
     from ..problems import channel
 
     data = read_named(args, channel.DATA_NAMES + ("R0", "Q0"))

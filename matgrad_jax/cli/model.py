@@ -46,7 +46,7 @@ def load_model_data(args, model) -> tuple[dict, tuple, str]:
     """DATA's arrays for ``model`` (``--names`` applied), the start, and their fingerprint."""
     import numpy as np
 
-    from ..io import array_names, fingerprint
+    from ..data_files import array_names, fingerprint
     from .fit import read_named
 
     starts = tuple(f"{p}0" for p in model.param_names)
