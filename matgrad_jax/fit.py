@@ -25,6 +25,7 @@ from .problems.channel import (
 from .solvers.alternating import alternating_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper
 from .solvers.result import EXACT, SolveResult, build_result, empty_history, record, tree_norm
+from .solvers.state import ExactState
 from .solvers.stepper import Stepper, advance, drive, run
 
 METHODS = ("exact", "alternating", "cg", "lbfgs", "adam")
@@ -49,11 +50,11 @@ def _exact_stepper(problem: Problem, refine: int, max_iters: int) -> Stepper:
     value, g = value_and_grad_self_referenced(problem.stats, R, Q)
     gnorm = tree_norm(g)
     hist = record(empty_history(max_iters, value.dtype), 0, value, gnorm)
-    state = dict(x=(R, Q), f=value, gnorm0=gnorm, k=jnp.zeros((), jnp.int32),
-                 code=jnp.array(EXACT, jnp.int32), history=hist)
+    state = ExactState(x=(R, Q), f=value, gnorm0=gnorm, k=jnp.zeros((), jnp.int32),
+                       code=jnp.array(EXACT, jnp.int32), history=hist)
 
     def finish(s):
-        return build_result(s, converged=jnp.array(True), grad_norm=s["history"].grad_norms[0])
+        return build_result(s, converged=jnp.array(True), grad_norm=s.history.grad_norms[0])
 
     return Stepper(state, lambda s: s, finish)
 
@@ -116,24 +117,24 @@ def fit_problem(problem: Problem, init, **options) -> SolveResult:
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def fit_start(problem: Problem, init, **options) -> dict:
+def fit_start(problem: Problem, init, **options) -> Any:
     """The solver's first state (for :func:`fit_advance`); a pytree of arrays."""
     return fit_stepper(problem, init, **options).state
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def fit_advance(problem: Problem, state: dict, stop_at, **options) -> dict:
+def fit_advance(problem: Problem, state: Any, stop_at, **options) -> Any:
     """Iterate from ``state`` until a stopping rule fires or iteration ``stop_at``.
 
     The same ``step`` as :func:`fit_problem`, so chunks of any size (and a run resumed from a
     saved state) follow the iterates of one uninterrupted run.
     """
-    return advance(fit_stepper(problem, state["x"], **options).step, state, stop_at)
+    return advance(fit_stepper(problem, state.x, **options).step, state, stop_at)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def fit_finish(problem: Problem, state: dict, **options) -> SolveResult:
-    return fit_stepper(problem, state["x"], **options).finish(state)
+def fit_finish(problem: Problem, state: Any, **options) -> SolveResult:
+    return fit_stepper(problem, state.x, **options).finish(state)
 
 
 _CHECKED = ("max_iters", "tol", "gtol", "learning_rate", "refine")
@@ -193,7 +194,7 @@ def fit(problem: Any, *, method: str = "alternating", init: Any = None, max_iter
                        tol=tol, gtol=gtol, **options)
 
 
-def fit_chunked(problem: Problem, init=None, *, state: dict | None = None,
+def fit_chunked(problem: Problem, init=None, *, state: Any = None,
                 checkpoint_every: int | None = None, on_chunk=None,
                 target_seconds: float = 0.25, **options) -> SolveResult:
     """:func:`fit` driven from the host in chunks, for progress reports and checkpoints.

@@ -36,27 +36,27 @@ def model_stepper(model: Model, data: Mapping, init: tuple, method: str,
                     model.method_options(method, dict(opts)))
 
 
-def model_start(model: Model, data: Mapping, init: tuple, method: str, opts: tuple = ()) -> dict:
+def model_start(model: Model, data: Mapping, init: tuple, method: str, opts: tuple = ()) -> Any:
     """The solver's first state, a pytree of arrays (a checkpoint's template)."""
     return model_stepper(model, data, init, method, opts).state
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def model_advance(model: Model, data: Mapping, state: dict, stop_at: Any, method: str,
-                  opts: tuple = ()) -> dict:
+def model_advance(model: Model, data: Mapping, state: Any, stop_at: Any, method: str,
+                  opts: tuple = ()) -> Any:
     """Iterate from ``state`` until a stopping rule fires or iteration ``stop_at``."""
-    return advance(model_stepper(model, data, state["x"], method, opts).step, state, stop_at)
+    return advance(model_stepper(model, data, state.x, method, opts).step, state, stop_at)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def model_finish(model: Model, data: Mapping, state: dict, method: str,
+def model_finish(model: Model, data: Mapping, state: Any, method: str,
                  opts: tuple = ()) -> SolveResult:
     """The :class:`~matgrad_jax.SolveResult` of a final state."""
-    return model_stepper(model, data, state["x"], method, opts).finish(state)
+    return model_stepper(model, data, state.x, method, opts).finish(state)
 
 
 def fit_model_chunked(model: Model, data: Mapping, init: tuple, *, method: str = "auto",
-                      state: dict | None = None, checkpoint_every: int | None = None,
+                      state: Any = None, checkpoint_every: int | None = None,
                       on_chunk: Callable | None = None, target_seconds: float = 0.25,
                       **options: Any) -> SolveResult:
     """Fit ``model`` to one data set from ``init``, in chunks (see the module docstring).

@@ -94,6 +94,11 @@ def atomic_write_npz(path, **arrays) -> None:
 
 # -- an output folder: checked first, locked while in use, its result set written as one ------
 
+CHECKPOINT_FORMAT = "matgrad-checkpoint/2"
+"""A checkpoint's ``format``: 2 since solver states are NamedTuples (their leaves are stored in
+field order, :mod:`matgrad_jax.solvers.state`); a checkpoint of another format is refused with
+its format named, never read into the wrong fields."""
+
 LOCK_NAME = ".matgrad.lock"
 
 

@@ -103,9 +103,9 @@ def _verified_step(step, fun, grad, every: int, dtype):
     thr = 100 * np.sqrt(eps)
 
     def check(s):
-        x = s["x"]
+        x = s.x
         leaves, tree = jax.tree_util.tree_flatten(x)
-        keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), s["k"]), len(leaves))
+        keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), s.k), len(leaves))
         v = jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, a.shape, a.dtype)
                                                 for k, a in zip(keys, leaves)])
         g = grad(*x)
@@ -117,11 +117,11 @@ def _verified_step(step, fun, grad, every: int, dtype):
         vn = jnp.sqrt(sum(jnp.sum(a * a) for a in jax.tree_util.tree_leaves(v)))
         scale = gn * vn / np.sqrt(n) + jnp.abs(true) + jnp.finfo(dtype).tiny
         bad = jnp.abs(hand - true) > thr * scale
-        return {**s, "code": jnp.where(bad, MISMATCH, s["code"]).astype(s["code"].dtype)}
+        return s._replace(code=jnp.where(bad, MISMATCH, s.code).astype(s.code.dtype))
 
     def wrapped(s):
         s = step(s)
-        due = (s["k"] % every == 0) | (s["code"] != RUNNING)
+        due = (s.k % every == 0) | (s.code != RUNNING)
         return jax.lax.cond(due, check, lambda t: t, s)
 
     return wrapped

@@ -2,12 +2,14 @@
 (ALS where a block is quadratic), balancing of the factors, Nesterov extrapolation of sweeps;
 and L-BFGS's line search on the hand gradient."""
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from matgrad_jax import minimize
+from matgrad_jax import examples, minimize, solvers
 from matgrad_jax.examples import LAMBDA, mf_example, mf_gradient, mf_objective, mf_optimum
 from matgrad_jax.solvers import alternating_minimize, balance_factors
 from matgrad_jax.solvers.block_steps import newton_direction
@@ -144,3 +146,52 @@ def test_block_options_in_float32(x64):
         assert np.all(np.diff(values) <= 1e-6 * np.abs(values[1:]))
         assert bool(res.converged), res.reason
         assert (float(res.value) - fstar) / fstar < 1e-4
+
+
+# -- block descent as a direction × a step search -------------------------------------------------
+
+
+def _mf_problem():
+    U0, V0, X = examples.mf_example(seed=4, n=11, m=7, r=3)
+    return ((lambda U, V: examples.mf_objective(U, V, X)),
+            (lambda U, V: examples.mf_gradient(U, V, X)), (U0, V0))
+
+
+@pytest.mark.parametrize("names, parts", [
+    (dict(), dict(block_step=solvers.PreconditionedGradient(),
+                  line_search=solvers.CurvatureStep())),
+    (dict(line_search="armijo"), dict(line_search=solvers.BacktrackingStep())),
+    (dict(block_step="newton", newton_iters=20),
+     dict(block_step=solvers.BlockNewton(max_iters=20), line_search=solvers.UnitStep())),
+])
+def test_named_block_steps_are_their_composed_parts_bit_for_bit(names, parts):
+    f, g, x0 = _mf_problem()
+    a = alternating_minimize(f, x0, grad=g, max_iters=60, **names)
+    b = alternating_minimize(f, x0, grad=g, max_iters=60, **parts)
+    assert int(a.iterations) == int(b.iterations)
+    for x, y in zip(a.params, b.params):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_users_own_step_search_composes_with_any_direction():
+    class HalfStep(NamedTuple):  # a fixed first step of 0.5, then the Armijo safeguard
+        def first_step(self, grad_i, x, d, slope, alpha_prev):
+            return jnp.full_like(alpha_prev, 0.5)
+
+    f, g, x0 = _mf_problem()
+    for descent in (solvers.PreconditionedGradient(), solvers.BlockNewton()):
+        res = alternating_minimize(f, x0, grad=g, max_iters=200, block_step=descent,
+                                   line_search=HalfStep())
+        values, _ = res.trace()
+        assert np.all(np.diff(values) <= 1e-12 * np.abs(values[:-1]))  # never rises
+        assert values[-1] < 0.5 * values[0]
+
+
+def test_bad_descents_and_searches_are_named():
+    f, g, x0 = _mf_problem()
+    with pytest.raises(ValueError, match="block_step: expected 'gradient', 'newton' or an object"):
+        alternating_minimize(f, x0, grad=g, block_step=object())
+    with pytest.raises(ValueError, match="line_search: expected 'exact', 'armijo' or an object"):
+        alternating_minimize(f, x0, grad=g, line_search=3)
+    with pytest.raises(ValueError, match="block_step: expected one of"):
+        alternating_minimize(f, x0, grad=g, block_step="newtonian")

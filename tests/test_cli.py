@@ -139,7 +139,7 @@ def test_checkpoint_refusals_and_mismatch(tmp_path, capsys):
     problem, _, digest = _load_problem(args)
     z = np.zeros(problem.shape)
     state = fit_start(problem, (z, z), method="cg", max_iters=5000, tol=None)
-    meta = dict(format="matgrad-checkpoint/1", method="cg", dtype="float64", max_iters=5000,
+    meta = dict(format=io.CHECKPOINT_FORMAT, method="cg", dtype="float64", max_iters=5000,
                 tol=None, data_sha256=digest, iteration=0, seconds=0.0, times=[])
     io.save_tree(out / "checkpoint.npz", state, meta)
     assert main(["fit", str(ex), "--out", str(out), "--method", "cg"]) == 2

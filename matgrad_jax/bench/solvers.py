@@ -79,11 +79,11 @@ def _iterations_to_target(problem, problem64, f_star, opts, target, cap):
     while stop < cap:
         stop = min(cap, stop + 1 if stop < 10 else int(np.ceil(stop * 1.1)))
         state = fit_advance(problem, state, jnp.asarray(stop, jnp.int32), **opts)
-        g = _gap(problem64, f_star, state["x"])
+        g = _gap(problem64, f_star, state.x)
         best = min(best, g)
         if g <= target:
-            return int(state["k"]), best
-        if int(state["code"]) != RUNNING:
+            return int(state.k), best
+        if int(state.code) != RUNNING:
             break
     return None, best
 

@@ -115,7 +115,9 @@ def cmd_fit(args) -> int:
     args.method = args.method or "exact"
     assert args.method in METHODS
     options = dict(method=args.method, max_iters=args.max_iters, tol=args.tol)
-    meta = dict(format="matgrad-checkpoint/1", method=args.method, dtype=args.dtype,
+    from ..io import CHECKPOINT_FORMAT
+
+    meta = dict(format=CHECKPOINT_FORMAT, method=args.method, dtype=args.dtype,
                 max_iters=args.max_iters, tol=args.tol)
     # Only a precision other than the default goes into the checkpoint's meta, so checkpoints
     # written before the option existed still resume.
@@ -203,10 +205,10 @@ def run_with_progress(args, ckpt, meta: dict, elapsed: float, times: list, title
     every = args.checkpoint_every
     with FitProgress(args.max_iters, title) as bar:
         def on_chunk(s, final):
-            k = int(s["k"])
+            k = int(s.k)
             seconds = elapsed + time.perf_counter() - t0
             times.append([k, seconds])
-            bar.update(k, float(s["f"]), float(s["history"].grad_norms[k]))
+            bar.update(k, float(s.f), float(s.history.grad_norms[k]))
             if every and not final:
                 save_tree(ckpt, s, {**meta, "iteration": k, "seconds": seconds,
                                     "times": times})

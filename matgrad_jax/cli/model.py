@@ -96,7 +96,9 @@ def fit_model_cli(args, out: Path, fail) -> int:
         if not report.passed:
             return fail(f"the hand gradient of {model.name!r} fails its audit at the start, so "
                         f"it is not fitted: {report.headline()}")
-    meta = dict(format="matgrad-checkpoint/1", model=model.name, method=method,
+    from ..io import CHECKPOINT_FORMAT
+
+    meta = dict(format=CHECKPOINT_FORMAT, model=model.name, method=method,
                 dtype=args.dtype, max_iters=args.max_iters, tol=args.tol, data_sha256=digest)
     try:
         with OutputLock(out):

@@ -28,8 +28,10 @@ import jax.numpy as jnp
 import optax
 
 from .._checks import check_block_gradient, check_blocks, check_solver_options
-from .block_steps import nesterov_weight, newton_direction
-from .linesearch import armijo_backtracking, exact_step_length
+from .block_steps import nesterov_weight
+from .descents import DESCENTS, BlockNewton, PreconditionedGradient, replace_block
+from .descents import block_step as take_block_step
+from .linesearch import SEARCHES
 from .result import (
     RUNNING,
     STALLED,
@@ -40,13 +42,9 @@ from .result import (
     record,
     stopping_code,
     tree_norm,
-    tree_vdot,
 )
+from .state import BlockDescentState
 from .stepper import Stepper, promoting, run
-
-
-def _replace(blocks, i, value):
-    return tuple(value if j == i else b for j, b in enumerate(blocks))
 
 
 def alternating_minimize(
@@ -57,10 +55,10 @@ def alternating_minimize(
     max_iters: int = 1000,
     tol: float | None = None,
     gtol: float | None = None,
-    line_search: str = "exact",
+    line_search: Any = "exact",
     preconditioners: Sequence[Callable | None] | None = None,
     optimizers: optax.GradientTransformation | Sequence[optax.GradientTransformation] | None = None,
-    block_step: str = "gradient",
+    block_step: Any = "gradient",
     newton_iters: int = 50,
     balance: Callable | None = None,
     extrapolation: str | None = None,
@@ -74,15 +72,22 @@ def alternating_minimize(
       max_iters: maximum number of sweeps.
       tol: stop when one sweep lowers ``f`` by at most ``tol * |f|`` (default ``eps^(3/4)``).
       gtol: stop when ``‖∇f‖ <= gtol * ‖∇f(init)‖`` (default ``eps^(2/3)``).
-      line_search: ``"exact"`` (Hessian-vector curvature, Armijo safeguard) or ``"armijo"``
-        (backtracking from the previous step).
+      line_search: ``"exact"`` (Hessian-vector curvature, Armijo safeguard), ``"armijo"``
+        (backtracking from twice the previous step), or a search object with
+        ``first_step(grad_i, x, d, slope, alpha_prev)``
+        (:class:`~matgrad_jax.solvers.linesearch.CurvatureStep`, ``BacktrackingStep``,
+        ``UnitStep`` or your own).
       preconditioners: per block, ``g -> M^{-1} g`` (symmetric positive definite) or None.
       optimizers: an optax transformation (or one per block) used instead of a line search.
       block_step: ``"gradient"`` (the seed's: along ``−M⁻¹g``) or ``"newton"``: along the
         block's Newton direction (conjugate gradients on Hessian-vector products, at most
         ``newton_iters``), from a step of 1 with the Armijo safeguard. For a block in which the
         objective is quadratic the Newton step is the block's minimiser: alternating least
-        squares for a factorisation.
+        squares for a factorisation. Or a descent object with
+        ``direction(grad_i, x, g, prec, dtype)``
+        (:class:`~matgrad_jax.solvers.descents.PreconditionedGradient`, ``BlockNewton`` or your
+        own): a block step is this direction × the ``line_search`` step
+        (:func:`~matgrad_jax.solvers.descents.block_step`).
       balance: ``balance(*blocks) -> blocks``, a map that the model declares leaves what
         matters unchanged but may lower ``f`` (:func:`~matgrad_jax.solvers.balance_factors` for
         ``U Vᵀ`` with a ridge); applied after every sweep, kept only where ``f`` does not rise.
@@ -102,7 +107,7 @@ def alternating_minimize(
                                    balance=balance, extrapolation=extrapolation))
 
 
-BLOCK_STEPS = ("gradient", "newton")
+BLOCK_STEPS = DESCENTS
 EXTRAPOLATIONS = (None, "nesterov")
 
 
@@ -115,100 +120,91 @@ def alternating_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=
     init = tuple(init)
     nb = len(init)
     grad = grad or jax.grad(fun, argnums=tuple(range(nb)))
-    if line_search not in ("exact", "armijo"):
-        raise ValueError(f"line_search: expected 'exact' or 'armijo', got {line_search!r}")
     precs = tuple(preconditioners) if preconditioners is not None else (None,) * nb
     if len(precs) != nb:
         raise ValueError(f"preconditioners: expected {nb} entries (one per block), "
                          f"got {len(precs)}")
-    if block_step not in BLOCK_STEPS:
-        raise ValueError(f"block_step: expected one of {BLOCK_STEPS}, got {block_step!r}")
     if extrapolation not in EXTRAPOLATIONS:
         raise ValueError(f"extrapolation: expected one of {EXTRAPOLATIONS}, got "
                          f"{extrapolation!r}")
     if balance is not None and not callable(balance):
         raise ValueError(f"balance: expected a callable or None, got {type(balance).__name__}")
     check_solver_options(newton_iters=newton_iters)
+    descent, search = _descent_and_search(block_step, line_search, newton_iters)
     if isinstance(optimizers, optax.GradientTransformation):
         optimizers = (optimizers,) * nb
     dtype = jnp.result_type(jax.tree_util.tree_leaves(init[0])[0])
     real_dtype = jnp.finfo(dtype).dtype
     tol, gtol = default_tolerances(real_dtype, tol, gtol)
     mode = "standard" if optimizers else None
-    extra = dict(block_step=block_step, newton_iters=newton_iters, balance=balance,
-                 extrapolation=extrapolation)
-    return promoting(mode, _parts)(fun, grad, init, max_iters, tol, gtol, line_search, precs,
+    extra = dict(balance=balance, extrapolation=extrapolation)
+    return promoting(mode, _parts)(fun, grad, init, max_iters, tol, gtol, descent, search, precs,
                                    optimizers, real_dtype, mode, extra)
 
 
-def _block_step(fun, grad, blocks, i, g, alpha_prev, line_search, prec, f0, block_step="gradient",
-                newton_iters=50):
-    """One step on block ``i``: along ``−M⁻¹g`` with the step length that minimises ``f`` along
-    it, or along the block's Newton direction from a step of 1 (both Armijo-safeguarded)."""
-    grad_i = lambda x: grad(*_replace(blocks, i, x))[i]  # noqa: E731
-    if block_step == "newton":
-        rtol = float(jnp.finfo(jnp.result_type(f0)).eps) ** 0.5
-        d = newton_direction(grad_i, blocks[i], g, max_iters=newton_iters, rtol=rtol,
-                             prec=prec)
-        slope = tree_vdot(g, d)
-        alpha0 = jnp.ones_like(alpha_prev)
+def _descent_and_search(block_step, line_search, newton_iters):
+    """The direction and the step search that ``block_step`` and ``line_search`` name (or are).
+    A named line search is the descent's own default for it: a Newton direction starts from a
+    step of 1 whatever ``line_search`` says."""
+    if isinstance(block_step, str):
+        if block_step not in BLOCK_STEPS:
+            raise ValueError(f"block_step: expected one of {BLOCK_STEPS} or a descent, got "
+                             f"{block_step!r}")
+        descent = (BlockNewton(max_iters=newton_iters) if block_step == "newton"
+                   else PreconditionedGradient())
+    elif callable(getattr(block_step, "direction", None)):
+        descent = block_step
     else:
-        d = jax.tree_util.tree_map(jnp.negative, prec(g) if prec is not None else g)
-        slope = tree_vdot(g, d)
-        if line_search == "exact":
-            _, hd = jax.jvp(grad_i, (blocks[i],), (d,))
-            alpha0 = exact_step_length(slope, tree_vdot(d, hd), alpha_prev)
-        else:
-            alpha0 = 2 * alpha_prev
-
-    def phi(alpha):
-        x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
-        return fun(*_replace(blocks, i, x))
-
-    alpha, value = armijo_backtracking(phi, f0, slope, alpha0.astype(alpha_prev.dtype))
-    moved = slope < 0
-    alpha = jnp.where(moved, alpha, 0.0).astype(alpha_prev.dtype)
-    value = jnp.where(moved, value, f0)
-    x = jax.tree_util.tree_map(lambda b, di: b + alpha * di, blocks[i], d)
-    return _replace(blocks, i, x), value, jnp.where(alpha > 0, alpha, alpha_prev)
+        raise ValueError("block_step: expected 'gradient', 'newton' or an object with "
+                         f"direction(grad_i, x, g, prec, dtype), got {type(block_step).__name__}")
+    if isinstance(line_search, str):
+        if line_search not in ("exact", "armijo"):
+            raise ValueError(f"line_search: expected 'exact' or 'armijo', got {line_search!r}")
+        default = getattr(descent, "default_search", None)
+        return descent, (SEARCHES[line_search] if default is None else default(line_search))
+    if callable(getattr(line_search, "first_step", None)):
+        return descent, line_search
+    raise ValueError("line_search: expected 'exact', 'armijo' or an object with "
+                     f"first_step(grad_i, x, d, slope, alpha_prev), got "
+                     f"{type(line_search).__name__}")
 
 
 def _select(keep, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(keep, x, y), a, b)
 
 
-def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers, real_dtype,
+def _parts(fun, grad, init, max_iters, tol, gtol, descent, search, precs, optimizers, real_dtype,
            mode, extra):
     nb = len(init)
-    block_step, newton_iters = extra["block_step"], extra["newton_iters"]
     balance, extrapolation = extra["balance"], extra["extrapolation"]
     f_init = fun(*init)
     g_init = grad(*init)
     gnorm0 = tree_norm(g_init)
     opt_states = tuple(optimizers[i].init(init[i]) for i in range(nb)) if optimizers else ()
     one = jnp.ones((), real_dtype)
-    state0 = dict(x=init, f=f_init, g=g_init, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
-                  code=stopping_code(0, jnp.inf, f_init, gnorm0, gnorm0, tol, gtol, max_iters),
-                  alphas=(one,) * nb, opt=opt_states,
-                  history=record(empty_history(max_iters, real_dtype), 0, f_init, gnorm0))
-    if extrapolation:
-        state0.update(last=init, t=one)
+    state0 = BlockDescentState(
+        x=init, f=f_init, g=g_init, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
+        code=stopping_code(0, jnp.inf, f_init, gnorm0, gnorm0, tol, gtol, max_iters),
+        alphas=(one,) * nb, opt=opt_states,
+        history=record(empty_history(max_iters, real_dtype), 0, f_init, gnorm0),
+        last=init if extrapolation else None, t=one if extrapolation else None)
 
     def body(s):
-        gnorm0 = s["gnorm0"]
-        blocks, f, alphas, opt = s["x"], s["f"], list(s["alphas"]), list(s["opt"])
-        g = s["g"]  # the gradient at the iterate, kept from the previous iteration
+        gnorm0 = s.gnorm0
+        blocks, f, alphas, opt = s.x, s.f, list(s.alphas), list(s.opt)
+        g = s.g  # the gradient at the iterate, kept from the previous iteration
         for i in range(nb):
             if i > 0:
                 g = grad(*blocks)
             if optimizers:
                 upd, opt[i] = optimizers[i].update(g[i], opt[i], blocks[i])
-                blocks = _replace(blocks, i, optax.apply_updates(blocks[i], upd))
+                blocks = replace_block(blocks, i, optax.apply_updates(blocks[i], upd))
                 f_i = fun(*blocks)
             else:
-                blocks, f_i, alphas[i] = _block_step(fun, grad, blocks, i, g[i], alphas[i],
-                                                     line_search, precs[i], f if i == 0 else f_i,
-                                                     block_step, newton_iters)
+                blocks, f_i, alphas[i] = take_block_step(fun, grad, blocks, i, g[i], alphas[i],
+                                                         f if i == 0 else f_i,
+                                                         descent=descent, search=search,
+                                                         prec=precs[i])
         f_new = f_i
         more = {}
         if balance is not None:
@@ -217,23 +213,23 @@ def _parts(fun, grad, init, max_iters, tol, gtol, line_search, precs, optimizers
             keep = jnp.isfinite(f_b) & (f_b <= f_new)
             blocks, f_new = _select(keep, balanced, blocks), jnp.where(keep, f_b, f_new)
         if extrapolation:
-            beta, t_next = nesterov_weight(s["t"])
-            y = jax.tree_util.tree_map(lambda a, b: a + beta * (a - b), blocks, s["last"])
+            beta, t_next = nesterov_weight(s.t)
+            y = jax.tree_util.tree_map(lambda a, b: a + beta * (a - b), blocks, s.last)
             f_y = fun(*y)
             keep = jnp.isfinite(f_y) & (f_y < f_new)
             more = dict(last=blocks, t=jnp.where(keep, t_next, 1.0).astype(real_dtype))
             blocks, f_new = _select(keep, y, blocks), jnp.where(keep, f_y, f_new)
         g_new = grad(*blocks)
         gnorm = tree_norm(g_new)
-        k = s["k"] + 1
+        k = s.k + 1
         code = stopping_code(k, f, f_new, gnorm, gnorm0, tol, gtol, max_iters)
         if not optimizers:
             # Every block refused to move while the gradient is not small: no descent possible.
             stuck = (f_new == f) & (code == RUNNING) & (k > 1)
             code = jnp.where(stuck, STALLED, code)
-        return dict(x=blocks, f=f_new, g=g_new, gnorm0=gnorm0, k=k, code=code,
-                    alphas=tuple(alphas), opt=tuple(opt),
-                    history=record(s["history"], k, f_new, gnorm), **more)
+        return BlockDescentState(x=blocks, f=f_new, g=g_new, gnorm0=gnorm0, k=k, code=code,
+                                 alphas=tuple(alphas), opt=tuple(opt),
+                                 history=record(s.history, k, f_new, gnorm), **more)
 
     return Stepper(state0, promoting(mode, body), finish)
 

@@ -18,6 +18,7 @@ from .result import (
     DECREASE,
     MAX_ITERS,
     RUNNING,
+    STALLED,
     SolveResult,
     build_result,
     default_tolerances,
@@ -27,6 +28,7 @@ from .result import (
     tree_norm,
     tree_vdot,
 )
+from .state import CGState, OptaxState
 from .stepper import Stepper, promoting, run
 
 
@@ -72,29 +74,29 @@ def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
     x0, packed, packed_grad, real_dtype, tol, gtol = _setup(fun, init, grad, tol, gtol)
     f0, g0 = packed(x0), packed_grad(x0)
     gnorm0 = tree_norm(g0)
-    s0 = dict(x=x0, f=f0, g=g0, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
-              opt=optimizer.init(x0),
-              code=stopping_code(0, jnp.inf, f0, gnorm0, gnorm0, tol, gtol, max_iters),
-              history=record(empty_history(max_iters, real_dtype), 0, f0, gnorm0))
+    s0 = OptaxState(x=x0, f=f0, g=g0, gnorm0=gnorm0, k=jnp.zeros((), jnp.int32),
+                    code=stopping_code(0, jnp.inf, f0, gnorm0, gnorm0, tol, gtol, max_iters),
+                    opt=optimizer.init(x0),
+                    history=record(empty_history(max_iters, real_dtype), 0, f0, gnorm0))
 
     if linesearch:  # the line search differentiates value_fn: make that the hand gradient
         value_fn = _with_gradient(packed, packed_grad)
         from_state = optax.value_and_grad_from_state(value_fn)
 
     def body(s):
-        gnorm0 = s["gnorm0"]
+        gnorm0 = s.gnorm0
         if linesearch:
-            upd, opt = optimizer.update(s["g"], s["opt"], s["x"], value=s["f"], grad=s["g"],
+            upd, opt = optimizer.update(s.g, s.opt, s.x, value=s.f, grad=s.g,
                                         value_fn=value_fn)
-            x = optax.apply_updates(s["x"], upd)
+            x = optax.apply_updates(s.x, upd)
             f, g = from_state(x, state=opt)  # the line search's own evaluation at x
         else:
-            upd, opt = optimizer.update(s["g"], s["opt"], s["x"])
-            x = optax.apply_updates(s["x"], upd)
+            upd, opt = optimizer.update(s.g, s.opt, s.x)
+            x = optax.apply_updates(s.x, upd)
             f, g = packed(x), packed_grad(x)
         gnorm = tree_norm(g)
-        k = s["k"] + 1
-        code = stopping_code(k, s["f"], f, gnorm, gnorm0, tol, gtol, max_iters)
+        k = s.k + 1
+        code = stopping_code(k, s.f, f, gnorm, gnorm0, tol, gtol, max_iters)
         if not linesearch:
             # First-order methods without a line search may raise f on a step; only a gradient
             # criterion (or running out) ends them.
@@ -102,8 +104,8 @@ def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
             # ...and the cap must still apply (a zero step at the end of a decayed schedule is a
             # zero decrease: without this the loop never ended).
             code = jnp.where((code == RUNNING) & (k >= max_iters), MAX_ITERS, code)
-        return dict(x=x, f=f, g=g, gnorm0=gnorm0, k=k, opt=opt, code=code,
-                    history=record(s["history"], k, f, gnorm))
+        return OptaxState(x=x, f=f, g=g, gnorm0=gnorm0, k=k, code=code, opt=opt,
+                          history=record(s.history, k, f, gnorm))
 
     return Stepper(s0, promoting("standard", body), _result)
 
@@ -199,35 +201,35 @@ def cg_stepper(fun, init, *, grad=None, preconditioner=None, max_iters=1000, tol
     neg = lambda t: jax.tree_util.tree_map(jnp.negative, t)
     r0 = neg(g0)
     z0 = prec(r0)
-    s0 = dict(x=x0, f=f0, gnorm0=gnorm0, r=r0, z=z0, p=z0, rz=tree_vdot(r0, z0),
-              k=jnp.zeros((), jnp.int32),
-              code=stopping_code(0, jnp.inf, f0, gnorm0, gnorm0, 0.0, gtol, max_iters),
-              history=record(empty_history(max_iters, real_dtype), 0, f0, gnorm0))
+    s0 = CGState(x=x0, f=f0, gnorm0=gnorm0, r=r0, z=z0, p=z0, rz=tree_vdot(r0, z0),
+                 k=jnp.zeros((), jnp.int32),
+                 code=stopping_code(0, jnp.inf, f0, gnorm0, gnorm0, 0.0, gtol, max_iters),
+                 history=record(empty_history(max_iters, real_dtype), 0, f0, gnorm0))
 
     def body(s):
-        gnorm0 = s["gnorm0"]
+        gnorm0 = s.gnorm0
         # Ap and z are each read by an inner product and an update: stored once under vmap
         # on XLA:CPU rather than recomputed in both (xla_cpu.materialize; identity otherwise)
-        Ap = _stored(product(s["p"]))
-        pAp = tree_vdot(s["p"], Ap)
-        alpha = s["rz"] / pAp
-        x = jax.tree_util.tree_map(lambda a, b: a + alpha * b, s["x"], s["p"])
+        Ap = _stored(product(s.p))
+        pAp = tree_vdot(s.p, Ap)
+        alpha = s.rz / pAp
+        x = jax.tree_util.tree_map(lambda a, b: a + alpha * b, s.x, s.p)
         # <r, p> = <r, z> = rz: p = z + beta p_prev and r is orthogonal to p_prev; one inner
         # product fewer per iteration (4096 vmapped (8, 4, 6, 10) problems: 1.07-1.1x)
-        f = s["f"] - alpha * s["rz"] + 0.5 * alpha**2 * pAp
-        r = jax.tree_util.tree_map(lambda a, b: a - alpha * b, s["r"], Ap)
+        f = s.f - alpha * s.rz + 0.5 * alpha**2 * pAp
+        r = jax.tree_util.tree_map(lambda a, b: a - alpha * b, s.r, Ap)
         z = _stored(prec(r))
         rz = tree_vdot(r, z)
-        p = jax.tree_util.tree_map(lambda a, b: a + (rz / s["rz"]) * b, z, s["p"])
+        p = jax.tree_util.tree_map(lambda a, b: a + (rz / s.rz) * b, z, s.p)
         gnorm = tree_norm(r)
-        k = s["k"] + 1
+        k = s.k + 1
         code = stopping_code(k, jnp.inf, f, gnorm, gnorm0, 0.0, gtol, max_iters)
-        code = jnp.where(jnp.isfinite(pAp) & (pAp > 0) | (code != RUNNING), code, 5)
-        return dict(x=x, f=f, gnorm0=gnorm0, r=r, z=z, p=p, rz=rz, k=k, code=code,
-                    history=record(s["history"], k, f, gnorm))
+        code = jnp.where(jnp.isfinite(pAp) & (pAp > 0) | (code != RUNNING), code, STALLED)
+        return CGState(x=x, f=f, gnorm0=gnorm0, r=r, z=z, p=p, rz=rz, k=k, code=code,
+                       history=record(s.history, k, f, gnorm))
 
     def finish(s):
         # Report the value at the final point exactly (the recursion drifts by rounding).
-        return _result({**s, "f": packed(s["x"])})
+        return _result(s._replace(f=packed(s.x)))
 
     return Stepper(s0, body, finish)

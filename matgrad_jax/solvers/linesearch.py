@@ -1,6 +1,9 @@
-"""Step lengths along a block direction: small, swappable functions (as optax's ``linesearch``).
+"""Step lengths along a block direction: small, swappable functions (as optax's ``linesearch``),
+and the step searches that block-coordinate descent composes with a direction
+(:mod:`~matgrad_jax.solvers.descents`): :class:`CurvatureStep`, :class:`BacktrackingStep`,
+:class:`UnitStep`.
 
-Each takes ``phi(alpha) = f(x + alpha d)`` (a scalar function of the step), the slope
+The functions take ``phi(alpha) = f(x + alpha d)`` (a scalar function of the step), the slope
 ``phi'(0) = <g, d>`` and the curvature ``phi''(0) = <d, H d>`` and returns a step that never
 increases ``f``.
 """
@@ -8,10 +11,13 @@ increases ``f``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import Array
+
+from .result import tree_vdot
 
 
 def exact_step_length(slope: Array, curvature: Array, fallback: Array) -> Array:
@@ -44,3 +50,41 @@ def armijo_backtracking(phi: Callable[[Array], Array], phi0: Array, slope: Array
     j, alpha, value = jax.lax.while_loop(cond, body, (0, alpha0, phi(alpha0)))
     ok = value <= phi0 + c1 * alpha * slope
     return jnp.where(ok, alpha, 0.0).astype(alpha0.dtype), jnp.where(ok, value, phi0)
+
+
+# The step searches of block-coordinate descent: each picks the first trial step along a block
+# direction ``d``; :func:`armijo_backtracking` then safeguards it (so ``f`` never increases).
+# They are small hashable values, so a solver built from them traces once per choice.
+
+
+class CurvatureStep(NamedTuple):
+    """The step that minimises ``f`` along ``d`` for a quadratic (the seed's "step length that
+    minimises the cost"): ``-<g, d> / <d, H d>`` with ``H d`` one Hessian-vector product (a
+    ``jvp`` of the block gradient); the previous step where the curvature is not positive.
+    ``line_search="exact"``."""
+
+    def first_step(self, grad_i: Callable, x, d, slope: Array, alpha_prev: Array) -> Array:
+        _, hd = jax.jvp(grad_i, (x,), (d,))
+        return exact_step_length(slope, tree_vdot(d, hd), alpha_prev)
+
+
+class BacktrackingStep(NamedTuple):
+    """Armijo backtracking from ``growth`` times the previous step (no curvature product).
+    ``line_search="armijo"``."""
+
+    growth: float = 2.0
+
+    def first_step(self, grad_i: Callable, x, d, slope: Array, alpha_prev: Array) -> Array:
+        return self.growth * alpha_prev
+
+
+class UnitStep(NamedTuple):
+    """A first step of 1: the natural one for a Newton direction (exact for a quadratic
+    block)."""
+
+    def first_step(self, grad_i: Callable, x, d, slope: Array, alpha_prev: Array) -> Array:
+        return jnp.ones_like(alpha_prev)
+
+
+SEARCHES = {"exact": CurvatureStep(), "armijo": BacktrackingStep()}
+"""``line_search=`` names."""

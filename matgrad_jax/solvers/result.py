@@ -94,15 +94,15 @@ def build_result(state, *, converged_codes=CONVERGED_CODES, converged=None,
     value or parameters are not finite is never converged: its reason becomes
     ``"non-finite value"`` (an exact solve of a singular system ends so, and so may a divergent
     iteration)."""
-    finite = jnp.isfinite(state["f"])
-    for leaf in jax.tree_util.tree_leaves(state["x"]):
+    finite = jnp.isfinite(state.f)
+    for leaf in jax.tree_util.tree_leaves(state.x):
         finite &= jnp.all(jnp.isfinite(leaf))
     if converged is None:
-        converged = jnp.isin(state["code"], jnp.asarray(converged_codes))
-    gnorm = state["history"].grad_norms[state["k"]] if grad_norm is None else grad_norm
-    code = jnp.where(finite, state["code"], NONFINITE).astype(jnp.asarray(state["code"]).dtype)
-    return SolveResult(state["x"], state["f"], state["k"], converged & finite, code, gnorm,
-                       state["history"])
+        converged = jnp.isin(state.code, jnp.asarray(converged_codes))
+    gnorm = state.history.grad_norms[state.k] if grad_norm is None else grad_norm
+    code = jnp.where(finite, state.code, NONFINITE).astype(jnp.asarray(state.code).dtype)
+    return SolveResult(state.x, state.f, state.k, converged & finite, code, gnorm,
+                       state.history)
 
 
 def empty_history(max_iters: int, dtype) -> History:

@@ -18,12 +18,13 @@ from .result import RUNNING, SolveResult
 
 
 class Stepper(NamedTuple):
-    """``state`` (a pytree holding at least ``x``, ``f``, ``k``, ``code`` and ``history``),
-    ``step`` (one iteration) and ``finish`` (state -> :class:`SolveResult`)."""
+    """``state`` (a NamedTuple of :mod:`~matgrad_jax.solvers.state`: at least ``x``, ``f``,
+    ``k``, ``code`` and ``history``), ``step`` (one iteration) and ``finish``
+    (state -> :class:`SolveResult`)."""
 
-    state: dict[str, Any]
-    step: Callable[[dict], dict]
-    finish: Callable[[dict], SolveResult]
+    state: Any
+    step: Callable[[Any], Any]
+    finish: Callable[[Any], SolveResult]
 
 
 def promoting(mode: str | None, fn: Callable) -> Callable:
@@ -40,18 +41,18 @@ def promoting(mode: str | None, fn: Callable) -> Callable:
 
 def run(stepper: Stepper) -> SolveResult:
     """Iterate until a stopping rule fires, in one ``lax.while_loop``."""
-    state = jax.lax.while_loop(lambda s: s["code"] == RUNNING, stepper.step, stepper.state)
+    state = jax.lax.while_loop(lambda s: s.code == RUNNING, stepper.step, stepper.state)
     return stepper.finish(state)
 
 
-def advance(step: Callable[[dict], dict], state: dict, stop_at) -> dict:
-    """Iterate until a stopping rule fires or ``state["k"] == stop_at`` (a traced integer)."""
-    return jax.lax.while_loop(lambda s: (s["code"] == RUNNING) & (s["k"] < stop_at), step, state)
+def advance(step: Callable[[Any], Any], state: Any, stop_at) -> Any:
+    """Iterate until a stopping rule fires or ``state.k == stop_at`` (a traced integer)."""
+    return jax.lax.while_loop(lambda s: (s.code == RUNNING) & (s.k < stop_at), step, state)
 
 
-def drive(advance_to: Callable[[dict, Any], dict], state: dict, *,
+def drive(advance_to: Callable[[Any, Any], Any], state: Any, *,
           checkpoint_every: int | None = None, on_chunk: Callable | None = None,
-          target_seconds: float = 0.25) -> dict:
+          target_seconds: float = 0.25) -> Any:
     """Run ``state`` to its end from the host, a chunk at a time: ``advance_to(state, stop)``
     (a jitted :func:`advance`) until iteration ``stop``, one host sync per chunk.
 
@@ -64,17 +65,17 @@ def drive(advance_to: Callable[[dict, Any], dict], state: dict, *,
     import jax.numpy as jnp
 
     chunk = checkpoint_every or 8
-    k, ran = int(state["k"]), False
-    while int(state["code"]) == RUNNING:
+    k, ran = int(state.k), False
+    while int(state.code) == RUNNING:
         ran = True
         stop = (k // chunk + 1) * chunk if checkpoint_every else k + chunk
         t0 = time.perf_counter()
         state = advance_to(state, jnp.asarray(stop, jnp.int32))
-        k = int(state["k"])  # the one host sync per chunk
+        k = int(state.k)  # the one host sync per chunk
         if not checkpoint_every and time.perf_counter() - t0 < target_seconds / 2:
             chunk *= 2
         if on_chunk is not None:
-            on_chunk(state, int(state["code"]) != RUNNING)
+            on_chunk(state, int(state.code) != RUNNING)
     if on_chunk is not None and not ran:
         on_chunk(state, True)
     return state
