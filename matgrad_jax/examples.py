@@ -100,8 +100,12 @@ _NLL = "examples: Gaussian negative log-likelihood in an SPD covariance (user de
 # term unchanged (balancing between sweeps): what the alternating method needs to compete
 _MF_SOLVER = {"alternating": {"block_step": "newton", "balance": balance_factors}}
 
+# the rows of X and of U are independent given V: solve_rows spreads them over the devices
+_MF_ROWS = {"X": 0, "U": 0}
+
 register("examples/mf/right", mf_objective, mf_gradient, argnums=(0, 1),
-         example_args=mf_example, source=_MF, replace=True, solver_options=_MF_SOLVER)
+         example_args=mf_example, source=_MF, replace=True, solver_options=_MF_SOLVER,
+         rows=_MF_ROWS)
 register("examples/mf/missing_two", mf_objective, mf_gradient_missing_two, argnums=(0, 1),
          example_args=mf_example, source=_MF + ", regulariser's factor 2 dropped",
          notes="planted error", replace=True)

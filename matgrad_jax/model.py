@@ -48,6 +48,11 @@ class Model:
         one at a time (ALS) and that the factors are balanced between sweeps. Used wherever
         that method runs the model (:meth:`fit`, ``solve_batch(model=...)``, ``matgrad fit
         --model``); options a caller passes take precedence.
+      rows: ``{argument name: axis}``: the objective is a sum over rows along those axes, each
+        row of one named argument meeting only the same row of the others (and the unnamed
+        arguments, shared by all rows), e.g. ``{"X": 0, "U": 0}`` for ``‖X − UVᵀ‖² +
+        λ(‖U‖² + ‖V‖²)``. :func:`~matgrad_jax.solve_rows` shards those axes over the devices;
+        None: the model declares no such rows.
     """
 
     name: str
@@ -60,6 +65,7 @@ class Model:
     domains: Mapping | None = field(default=None)
     source: str = ""
     solver_options: Mapping | None = field(default=None)
+    rows: Mapping | None = field(default=None)
 
     def __post_init__(self):
         if not callable(self.value):
@@ -72,10 +78,11 @@ class Model:
                              f"{self.arg_names}, got {self.argnums}")
         if len(set(self.arg_names)) != n or not all(self.arg_names):
             raise InputError(f"arg_names: expected distinct names, got {self.arg_names}")
-        from .registry import _solver_options
+        from .registry import _rows, _solver_options
 
         object.__setattr__(self, "solver_options", _solver_options(self.name,
                                                                    self.solver_options))
+        object.__setattr__(self, "rows", _rows(self.name, self.rows, self.arg_names))
 
     @classmethod
     def from_derivation(cls, derivation: Any) -> Model:
@@ -106,7 +113,7 @@ class Model:
         argnums = tuple(names.index(a) if isinstance(a, str) else int(a) for a in argnums)
         return cls(derivation.name, derivation.objective, derivation.gradient, argnums, names,
                    hvp=derivation.hvp, domains=derivation.domains, source=derivation.source,
-                   solver_options=derivation.solver_options)
+                   solver_options=derivation.solver_options, rows=derivation.rows)
 
     def method_options(self, method: str, options: Mapping | None = None) -> dict:
         """The options ``method`` runs this model with: what the model declares for it

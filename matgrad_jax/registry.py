@@ -41,6 +41,8 @@ class Derivation:
       chain: the name of the registered chain (:func:`register_chain`) that derives this
         gradient line by line, if any; ``matgrad audit`` shows its first wrong line.
       solver_options: per method, the options fitting it needs (see :class:`~matgrad_jax.Model`).
+      rows: ``{argument name: axis}``, the arguments whose ``axis`` indexes rows that the
+        objective treats independently (see :class:`~matgrad_jax.Model`); None: none declared.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Derivation:
     builtin: bool = field(default=False, compare=False)
     chain: str | None = field(default=None, compare=False)
     solver_options: dict | None = field(default=None, compare=False)
+    rows: dict | None = field(default=None, compare=False)
 
 
 _REGISTRY: dict[str, Derivation] = {}
@@ -114,12 +117,32 @@ def _solver_options(name: str, options: Mapping | None) -> dict | None:
     return out
 
 
+def _rows(name: str, rows: Mapping | None, arg_names: Sequence[str]) -> dict | None:
+    """``{argument name: axis}``, checked: named arguments, non-negative integer axes."""
+    if rows is None:
+        return None
+    if not isinstance(rows, Mapping) or not rows:
+        raise InputError(f"rows of {name!r}: expected a non-empty mapping from argument names "
+                         f"to axes, got {rows!r}")
+    out = {}
+    for arg, axis in rows.items():
+        if arg not in arg_names:
+            raise InputError(f"rows of {name!r}: {arg!r} names no argument of the objective "
+                             f"({', '.join(arg_names)})")
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis < 0:
+            raise InputError(f"rows[{arg!r}] of {name!r}: expected an axis (an integer >= 0), "
+                             f"got {axis!r}")
+        out[arg] = axis
+    return out
+
+
 def register(name: str, objective: Callable, gradient: Callable, *, argnums: ArgNums,
              example_args: ExampleArgs, arg_names: Sequence[str] | None = None,
              domains: Mapping | None = None, source: str = "", published: bool = False,
              hvp: Callable | None = None, notes: str = "", formula: str = "",
              replace: bool = False, builtin: bool = False, chain: str | None = None,
-             solver_options: Mapping | None = None) -> Derivation:
+             solver_options: Mapping | None = None,
+             rows: Mapping[str, int] | None = None) -> Derivation:
     """Register a hand-derived ``gradient`` of ``objective`` under ``name``.
 
     Args:
@@ -141,6 +164,10 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums: Arg
       solver_options: what fitting the model needs per method, e.g. ``{"alternating":
         {"block_step": "newton", "balance": solvers.balance_factors}}`` for a factorisation
         (see :class:`~matgrad_jax.Model`).
+      rows: ``{argument name: axis}`` where the objective is a sum over rows along those axes,
+        each row of every named argument touching only that row of the others (plus the
+        unnamed arguments, shared): ``{"X": 0, "U": 0}`` for ``‖X − UVᵀ‖² + λ(‖U‖² + ‖V‖²)``.
+        :func:`~matgrad_jax.solve_rows` spreads those rows over the devices.
       replace: replace an existing derivation of that name (else :class:`InputError`).
 
     Returns:
@@ -171,7 +198,8 @@ def register(name: str, objective: Callable, gradient: Callable, *, argnums: Arg
                    example_args=_example_callable(name, example_args), notes=notes,
                    formula=formula, domains=dict(domains) if domains else None, hvp=hvp,
                    builtin=builtin, chain=chain,
-                   solver_options=_solver_options(name, solver_options))
+                   solver_options=_solver_options(name, solver_options),
+                   rows=_rows(name, rows, arg_names))
     _REGISTRY[name] = d
     return d
 

@@ -44,7 +44,7 @@ from ._checks import (
     start_pair,
     unknown_options,
 )
-from ._typing import Array, ArrayLike, DTypeLike
+from ._typing import Array, DTypeLike
 from .fit import METHODS, check_options, fit_stepper
 from .problems.channel import (
     DATA_NAMES,
@@ -319,18 +319,44 @@ def _solve_batch_sharded(arrays, init, ridge, mesh, opts, full=True, chunk=0):
 # --------------------------------------------------------------------------------------------
 
 
-def solve_rows(data: Mapping, *, method: str = "exact", mesh: Mesh | None = None,
-               init: tuple[ArrayLike, ArrayLike] | None = None, ridge: float = 0.0,
+def solve_rows(data: Mapping, *, model: Any = None, method: str | None = None,
+               mesh: Mesh | None = None, init: Any = None, ridge: float = 0.0,
                dtype: DTypeLike | None = None, full_result: bool = False,
-               **options: Any) -> tuple[Array, Array] | SolveResult:
-    """Solve one seed-1 problem with the rows of ``H`` (and of ``A``, ``B``, ``W``) sharded.
+               verify: str = "start", **options: Any) -> tuple[Array, ...] | SolveResult:
+    """Solve one problem — seed 1's, or a user's model that declares independent rows — with
+    its rows spread over the devices.
 
-    ``G`` and every other ``m``- or ``k``-sized array is replicated; the per-row work (``X G``,
-    the Hadamard term, the Woodbury solve) runs on each device's rows, and XLA inserts the
-    all-reduces of the ``m``-vectors and ``m x m`` sums. Arguments as :func:`solve_batch`,
-    without the batch axis. Returns ``(R, Q)`` sharded by rows (replicated when the device count
-    does not divide ``n``).
+    Seed 1 (``model=None``): the rows of ``H`` (and of ``A``, ``B``, ``W``) are sharded; ``G``
+    and every other ``m``- or ``k``-sized array is replicated; the per-row work (``X G``, the
+    Hadamard term, the Woodbury solve) runs on each device's rows, and XLA inserts the
+    all-reduces of the ``m``-vectors and ``m x m`` sums. ``method`` defaults to ``exact``.
+    Arguments as :func:`solve_batch`, without the batch axis. Returns ``(R, Q)`` sharded by rows
+    (replicated when the device count does not divide ``n``).
+
+    A model (a registered derivation's name, a :class:`~matgrad_jax.Derivation` or a
+    :class:`~matgrad_jax.Model`) whose :attr:`~matgrad_jax.Model.rows` say which axes index
+    independent rows (``{"X": 0, "U": 0}`` for a factorisation): ``data`` holds its data
+    arguments by name, ``init`` its starting parameters (a dict by name, or a tuple in argnums
+    order); the named axes are sharded over the mesh (by default the most devices that divide
+    the row count), the rest replicated, and one :func:`~matgrad_jax.minimize` runs on them
+    (``method`` defaults to ``auto``; ``verify`` as :func:`solve_batch`). Returns the
+    parameters in argnums order, row-indexed ones sharded by rows, or the
+    :class:`SolveResult`.
     """
+    if model is not None:
+        from .scale_model import solve_model_rows
+
+        if ridge:
+            raise InputError("ridge: a seed-1 option; a model's objective is its own")
+        if dtype is not None:
+            raise InputError("dtype: a model's problem is solved in its data's dtype; cast the "
+                             "arrays instead")
+        return solve_model_rows(data, model, init=init, method=method, mesh=mesh,
+                                full_result=full_result, verify=verify, **options)
+    if verify != "start":
+        raise InputError("verify: for a model's hand gradient; seed 1's gradients are audited "
+                         "by the test suite")
+    method = "exact" if method is None else method
     arrays = _validate(data, stacked=False, dtype=dtype)
     opts = _options(method, options)
     ridge = real_scalar("ridge", ridge)

@@ -120,3 +120,106 @@ def _refuse_nonfinite(model: Model, params: tuple) -> None:
         raise InputError(f"problem(s) {', '.join(map(str, bad[:8]))}{'…' if bad.size > 8 else ''}"
                          f": the fit of model {model.name!r} ended non-finite ({bad.size} of "
                          f"{flags.shape[0]}); pass full_result=True for the per-problem results")
+
+
+# One problem of a model, its independent rows over the devices
+# --------------------------------------------------------------------------------------------
+
+
+def solve_model_rows(data: Mapping | None, model: Any, *, init: Any, method: str | None,
+                     mesh: Mesh | None, full_result: bool, verify: str = "start",
+                     **options: Any):
+    """The body of :func:`~matgrad_jax.solve_rows` for a model (see there)."""
+    from math import gcd
+
+    from .minimize import METHODS, GradientMismatch
+    from .scale import _check_mesh
+    from .scale import _place as place
+
+    model = as_model(model)
+    if not model.rows:
+        raise InputError(f"model: {model.name!r} declares no independent rows, which "
+                         "solve_rows spreads over the devices; register it with rows={name: "
+                         "axis} (e.g. rows={'X': 0, 'U': 0} for a factorisation)")
+    method = "auto" if method is None else method
+    if method == "exact" and model.exact is None:
+        raise InputError(f"method: 'exact' needs a closed-form solve, and model "
+                         f"{model.name!r} has none")
+    if method != "exact" and method not in METHODS:
+        raise InputError(f"method: expected one of {', '.join(METHODS + ('exact',))}, "
+                         f"got {method!r}")
+    if method == "exact" and full_result:
+        raise InputError("full_result: a model's exact solve gives its parameters only (no "
+                         "iterations or history); pass full_result=False")
+    if verify not in VERIFY:
+        raise InputError(f"verify: expected one of {VERIFY}, got {verify!r}")
+    arrays, blocks, _ = model.prepare(data, init=init if method != "exact" else None)
+    named = {**arrays, **dict(zip(model.param_names, blocks or ()))}
+    n, first = None, None
+    for name, axis in model.rows.items():
+        if name not in named:
+            continue  # a parameter with no start (an exact solve): it is the answer
+        shape = named[name].shape
+        if len(shape) <= axis:
+            raise InputError(f"{name}: model {model.name!r} declares its rows along axis "
+                             f"{axis}, but it has shape {shape}")
+        if n is None:
+            n, first = shape[axis], name
+        elif shape[axis] != n:
+            raise InputError(f"{name}: expected {n} rows along axis {axis} (as {first}), got "
+                             f"{shape[axis]} (shape {shape})")
+    if mesh is None:
+        # JAX lays an array out evenly: the most devices that divide the rows (a model's rows
+        # cannot be padded in general, unlike seed 1's inert zero rows)
+        devices = jax.devices()
+        mesh = Mesh(np.array(devices[:gcd(n, len(devices))]), ("rows",))
+    else:
+        mesh = _check_mesh(mesh)
+        if n % mesh.devices.size:
+            raise InputError(f"mesh: its {mesh.devices.size} devices do not divide the {n} rows "
+                             f"of {first}; pass a mesh whose size divides {n}, or mesh=None")
+    dt = float_dtype_of(arrays, blocks)
+    if model.grad is not None and verify in ("start", "always") and method != "exact":
+        report = model.audit(to_device(arrays, dt), tuple(jnp.asarray(b, dt) for b in blocks))
+        if not report.passed:
+            raise GradientMismatch(report)
+    axis_name = mesh.axis_names[0]
+
+    def sharding(name, ndim):
+        axis = model.rows.get(name)
+        return NamedSharding(mesh, P() if axis is None else
+                             P(*(axis_name if i == axis else None for i in range(ndim))))
+
+    placed = {k: place(np.asarray(a, dt if np.issubdtype(a.dtype, np.floating) else None),
+                       sharding(k, a.ndim)) for k, a in arrays.items()}
+    x0 = None if blocks is None else tuple(
+        place(np.asarray(b, dt), sharding(name, b.ndim))
+        for name, b in zip(model.param_names, blocks))
+    shardings = tuple(sharding(name, b.ndim) for name, b in
+                      zip(model.param_names, blocks)) if blocks is not None else None
+    res = _rows_program(model, placed, x0, shardings, method,
+                        "always" if verify == "always" else "off",
+                        tuple(sorted(options.items())), bool(full_result))
+    if not full_result:
+        finite = jax.jit(lambda ps: jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in ps])))(
+            tuple(res))
+        if not bool(finite):
+            raise InputError(f"the fit of model {model.name!r} ended non-finite; pass "
+                             "full_result=True for the result")
+    return res
+
+
+@partial(jax.jit, static_argnames=("model", "shardings", "method", "verify", "opts", "full"))
+def _rows_program(model, arrays, init, shardings, method, verify, opts, full):
+    """One solve on row-sharded inputs: XLA's SPMD partitioner turns the sums over rows into
+    all-reduces; the row-indexed parameters stay sharded by rows."""
+    from .minimize import minimize
+
+    if method == "exact":
+        params = model.exact(**arrays)
+        return tuple(params) if isinstance(params, (tuple, list)) else (params,)
+    res = minimize(model.objective(arrays), init, grad=model.gradient(arrays), method=method,
+                   verify=verify, domains=None, **model.method_options(method, dict(opts)))
+    params = tuple(jax.lax.with_sharding_constraint(p, s)
+                   for p, s in zip(res.params, shardings))
+    return res.result._replace(params=params) if full else params

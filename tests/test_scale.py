@@ -73,6 +73,18 @@ def test_rows_sharded_equals_exact(four_devices, method, tol):
     assert four_devices[f"rows/{method}/37"]["err"] <= tol  # zero-padded rows are inert
 
 
+@pytest.mark.parametrize("method", ["auto", "alternating"])
+def test_a_users_model_with_its_rows_sharded(four_devices, method):
+    even = four_devices[f"model-rows/{method}/40"]
+    assert even["spec"] == ["rows", None] and even["devices"] == [0, 1, 2, 3]
+    assert even["shard_rows"] == [10, 10, 10, 10]
+    assert len(even["v_devices"]) == 4  # V (no rows declared) replicated on every device
+    odd = four_devices[f"model-rows/{method}/38"]  # 38 rows: the 2 devices that divide them
+    assert odd["devices"] == [0, 1] and odd["shard_rows"] == [19, 19]
+    for r in (even, odd):
+        assert r["converged"] and r["err"] <= 1e-6 and r["value_gap"] <= 1e-10
+
+
 def test_two_processes_with_jax_distributed(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,6 +198,40 @@ def test_bad_options_and_start():
         solve_batch(data, init=(np.zeros((3, 4, 7)), np.zeros((3, 7, 4))))
     with pytest.raises(InputError, match="expected a dict"):
         solve_rows([1, 2])
+
+
+def test_model_rows_on_one_device_and_its_errors():
+    from matgrad_jax import Model, examples, register, unregister
+
+    rng = np.random.default_rng(1)
+    X, U0, V0 = (rng.standard_normal(s) for s in ((9, 7), (9, 2), (7, 2)))
+    U, V = solve_rows({"X": X}, model="examples/mf/right", init={"U": U0, "V": V0})
+    alone = Model.from_derivation("examples/mf/right").fit({"X": X}, (U0, V0))
+    np.testing.assert_allclose(np.asarray(U @ V.T), np.asarray(alone.params[0] @ alone.params[1].T),
+                               atol=1e-6)
+    with pytest.raises(InputError, match=r"U: expected 9 rows along axis 0 \(as X\), got 8"):
+        solve_rows({"X": X}, model="examples/mf/right", init={"U": U0[:8], "V": V0})
+    register("test/mf/no-rows", examples.mf_objective, examples.mf_gradient, argnums=(0, 1),
+             example_args=examples.mf_example, replace=True)
+    try:
+        with pytest.raises(InputError, match="declares no independent rows"):
+            solve_rows({"X": X}, model="test/mf/no-rows", init={"U": U0, "V": V0})
+    finally:
+        unregister("test/mf/no-rows")
+    with pytest.raises(InputError, match="rows of 'bad': 'Y' names no argument"):
+        Model("bad", examples.mf_objective, None, (0, 1), ("U", "V", "X"), rows={"Y": 0})
+    with pytest.raises(InputError, match="ridge: a seed-1 option"):
+        solve_rows({"X": X}, model="examples/mf/right", init={"U": U0, "V": V0}, ridge=1.0)
+    with pytest.raises(InputError, match="verify: for a model"):
+        solve_rows({k: v[0] for k, v in _batch().items()}, verify="off")
+    # a hand gradient that fails its audit is not fitted
+    from matgrad_jax import GradientMismatch
+
+    with pytest.raises(GradientMismatch):
+        solve_rows({"X": X}, model=Model("mf/wrong", examples.mf_objective,
+                                         examples.mf_gradient_missing_two, (0, 1),
+                                         ("U", "V", "X"), rows={"X": 0, "U": 0}),
+                   init={"U": U0, "V": V0})
 
 
 def test_batch_compile_options(monkeypatch):

@@ -89,5 +89,26 @@ for b in (8, 6):
         err_single=max(float(np.max(np.abs(np.asarray(A)[i] - np.asarray(singles[i][j]))))
                        for i in range(b) for j, A in enumerate((U, V))))
 
+# One factorisation with its rows (of X and U) over the devices: 40 rows on all 4, 38 rows on the
+# 2 that divide them; U Vᵀ and the value equal one device's solve (U, V themselves are unique
+# only up to a rotation, which rounding may pick differently).
+from matgrad_jax import Model, solve_rows  # noqa: E402,F811
+
+model = Model.from_derivation("examples/mf/right")
+for n in (40, 38):
+    X, U0, V0 = (rng.standard_normal(s) for s in ((n, 12), (n, 3), (12, 3)))
+    alone = model.fit({"X": X}, {"U": U0, "V": V0}, max_iters=3000, tol=0.0, gtol=1e-10)
+    for method in ("auto", "alternating"):
+        res = solve_rows({"X": X}, model="examples/mf/right", init={"U": U0, "V": V0},
+                         method=method, max_iters=3000, tol=0.0, gtol=1e-10, full_result=True)
+        U, V = res.params
+        devices, shapes = spread(U)
+        out[f"model-rows/{method}/{n}"] = dict(
+            spec=list(U.sharding.spec), devices=devices, shard_rows=[s[0] for s in shapes],
+            v_devices=spread(V)[0], converged=bool(res.converged),
+            err=float(np.max(np.abs(np.asarray(U) @ np.asarray(V).T
+                                    - np.asarray(alone.params[0] @ alone.params[1].T)))),
+            value_gap=abs(float(res.value) - float(alone.value)) / float(alone.value))
+
 with open(sys.argv[1], "w") as fh:  # results through a file: stdout is shared with the runtime
     json.dump(out, fh)
