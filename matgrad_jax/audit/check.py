@@ -173,7 +173,29 @@ def _check(S, F, fun, grad_fun, seed, n_perturbed, n_random, n_family, families,
     P = points.build(S, rng, n_perturbed=n_perturbed, n_random=n_random, n_family=n_family,
                      families=families)
 
-    # 2. Values, reference and hand gradients at every point. ---------------------------------
+    # 2. The autodiff comparison: values, reference and hand gradients at every point.
+    try:
+        ev = _autodiff_comparison(S, F, P, use_jax, work, rtol)
+    except _HandRaised as exc:
+        return verdict.finish(GradientReport(
+            False, "error", float("inf"), "error", 0.0, dtype=str(work),
+            message=f"FAIL: grad_fun raised {exc}", seconds=time.perf_counter() - t0, **base))
+
+    # 3. Kinks, forward mode, finite differences and the Taylor remainder at the example.
+    forward, taylor_info, kink_info = _example_checks(ev, S, F, P, rng, use_jax, n_directions,
+                                                      taylor, kinks, screen)
+    report = verdict.assemble(ev, forward, taylor_info, kink_info, base)
+    report.seconds = time.perf_counter() - t0
+    return verdict.finish(report)
+
+
+class _HandRaised(Exception):
+    """The hand gradient raised at the audit's points: a finding, reported as such."""
+
+
+def _autodiff_comparison(S, F, P, use_jax, work, rtol) -> verdict.Evaluation:
+    """The hand gradient against ``jax.grad`` at every point (or, without a JAX reference, the
+    values for finite differences), compared per point and block (:mod:`.verdict`)."""
     low = np.finfo(work).eps > np.finfo(np.float64).eps
     ref_dtype = "float64"
     fused = lo = hi = None
@@ -191,10 +213,7 @@ def _check(S, F, fun, grad_fun, seed, n_perturbed, n_random, n_family, families,
     try:
         h_work = fused[0] if fused else checks.evaluate("hand", F, P, hi=False)
     except Exception as exc:  # noqa: BLE001
-        return verdict.finish(GradientReport(
-            False, "error", float("inf"), "error", 0.0, dtype=str(work),
-            message=f"FAIL: grad_fun raised {type(exc).__name__} at the audit's points: {exc}",
-            seconds=time.perf_counter() - t0, **base))
+        raise _HandRaised(f"{type(exc).__name__} at the audit's points: {exc}") from None
     if fused and not low:
         vals, ref = fused[1]
     elif hi is not None:
@@ -221,8 +240,13 @@ def _check(S, F, fun, grad_fun, seed, n_perturbed, n_random, n_family, families,
                             hand=h_work, hand64=h64, ref_work=ref_work, work=work,
                             ref_dtype=ref_dtype, rtol=rtol, use_jax=use_jax)
     ev.compare()
+    return ev
 
-    # 3. Kinks, forward mode and the Taylor remainder at the example point. ---------------------
+
+def _example_checks(ev, S, F, P, rng, use_jax, n_directions, taylor, kinks, screen):
+    """The checks at the example point: the kink test (one-sided derivatives), forward mode,
+    finite differences (without a JAX reference) and the Taylor remainder. Returns
+    ``(forward, taylor, kink)``, each the check's findings (empty where it did not run)."""
     example = P.leaves(S, 0)
     kink_info = {}
     if kinks and ev.example_tested:
@@ -239,10 +263,7 @@ def _check(S, F, fun, grad_fun, seed, n_perturbed, n_random, n_family, families,
         ev.finite_differences(F, rng)
     n_taylor = min(n_directions, SCREEN["taylor_directions"]) if screen else n_directions
     taylor_info = ev.taylor(F, rng, n_taylor) if (taylor and n_taylor) else {}
-
-    report = verdict.assemble(ev, forward, taylor_info, kink_info, base)
-    report.seconds = time.perf_counter() - t0
-    return verdict.finish(report)
+    return forward, taylor_info, kink_info
 
 
 def _dtype_name(x) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._checks import InputError
 from ..precision import products
-from . import checks, diagnosis, spec, verdict
+from . import checks, compare, diagnosis, spec, verdict
 from . import domains as dom
 from . import steps as st
 from .derivation_diagnosis import _diagnose, _gradient_diagnosis
@@ -33,8 +33,6 @@ from .derivation_lines import (
     _variant,
 )
 from .derivation_report import DerivationReport, LineResult
-
-TOL64 = 8 * float(np.sqrt(np.finfo(np.float64).eps))
 
 
 def check_derivation(
@@ -131,7 +129,6 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
     work = np.finfo(max((np.asarray(S.leaves[i]).real.dtype for i in S.diff),
                         key=lambda d: float(np.finfo(d).eps))).dtype
     low = np.finfo(work).eps > np.finfo(np.float64).eps
-    eps_w = float(np.finfo(work).eps)
     n = P.count
     labels, generic = P.labels, P.generic
 
@@ -195,8 +192,8 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
         return evals[key]
 
     for i, line in enumerate(lines):
-        res = _judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize, rtol, low,
-                          eps_w, labels, generic)
+        res = _judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize, rtol, work,
+                          labels, generic)
         if (res.diagnosis in ("mismatch", "family") and isinstance(line.fn, st.GradientLine)):
             _gradient_diagnosis(res, line, S, P, gproj)
         results.append(res)
@@ -208,17 +205,6 @@ def _check(fun, lines, args, argnums, doms, arg_names, vary_data, seed, n_pertur
     report.message = _message(report)
     report.seconds = time.perf_counter() - t0
     return verdict.finish(report)
-
-
-def _tolerance(rtol, low, hi, e_ref, eps_w, n):
-    if rtol is not None:
-        return np.full(n, float(rtol))
-    if not low:
-        return np.full(n, TOL64)
-    eps64 = float(np.finfo(np.float64).eps)
-    if hi:
-        return np.maximum(TOL64, verdict.TOL_REF * e_ref * eps64 / eps_w)
-    return np.maximum(verdict.TOL_EPS * eps_w, verdict.TOL_REF * e_ref)
 
 
 def _selected(conds, S, P):
@@ -236,7 +222,7 @@ def _selected(conds, S, P):
     return sel
 
 
-def _judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize, rtol, low, eps_w,
+def _judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize, rtol, work,
                 labels, generic) -> LineResult:
     value = line.states == "value"
     my = conds[i]
@@ -269,14 +255,13 @@ def _judge_line(i, line, conds, lines, S, P, evaluate, ref, vals, vsize, rtol, l
             err = np.max(np.abs(total - r) / size, axis=1)
         ref_ok = np.all(np.isfinite(r), axis=1) & np.isfinite(vals)
         line_ok = np.all(np.isfinite(total), axis=1)
-    tol = _tolerance(rtol, low, hi, e_ref, eps_w, n)
+    tol = compare.point_tolerance(n, rtol=rtol, work=work, formula64=hi, e_ref=e_ref)
     judged = np.where(np.isfinite(err), err, np.inf)
-    status = np.where(~ref_ok, "skipped", np.where(~line_ok, "nonfinite",
-                                                    np.where(judged <= tol, "ok", "fail")))
+    status = compare.point_status(ref_ok, line_ok, judged <= tol)
     assumed = any(c.kind == "family" for c in my)
     gen = generic if not assumed else np.ones(n, bool)
-    tested = sel & (np.isin(status, ("ok", "fail")) | (gen & (status == "nonfinite")))
-    bad = sel & ((status == "fail") | (gen & (status == "nonfinite")))
+    tested = sel & compare.tested(status, gen)
+    bad = sel & compare.failing(status, gen)
     result.statuses = {s: int(((status == s) & sel).sum()) for s in
                        ("ok", "fail", "nonfinite", "skipped") if ((status == s) & sel).any()}
     result.points = int(tested.sum())

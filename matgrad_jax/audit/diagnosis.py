@@ -138,8 +138,11 @@ def where_it_holds(status: np.ndarray, labels: np.ndarray, generic: np.ndarray,
     ``skipped``), e.g. "holds only for symmetric Q". Families whose points were all skipped are
     named as untested, never counted as holding; a hand gradient that is not finite only on a
     structured (measure-zero) family is a caveat, not a failure."""
-    tested = np.isin(status, ("ok", "fail")) | (generic & (status == "nonfinite"))
-    bad = (status == "fail") | (generic & (status == "nonfinite"))
+    from .compare import failing
+    from .compare import tested as tested_points
+
+    tested = tested_points(status, generic)
+    bad = failing(status, generic)
     n_gen = int((tested & generic).sum())
     gen_bad = int((bad & generic).sum())
     holds, fails, untested, caveats = [], [], [], []

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..precision import products
-from . import checks, diagnosis, points, spec, verdict
+from . import checks, compare, diagnosis, points, spec, verdict
 from . import domains as dom
 from .report import GradientReport
 
@@ -94,48 +94,12 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
     P = points.build(S, rng, n_perturbed=n_perturbed, n_random=n_random, n_family=n_family,
                      families=families)
     nb = len(S.diff)
-    ex = P.leaves(S, 0)
-    # directions: n_dir in each block alone (the others zero), in block order
-    per_block = points.directions(rng, S, ex, n_dir)
-    dirs = []
-    for j, d in enumerate(per_block):
-        dirs.append(tuple(d if k == j else np.zeros_like(per_block[k]) for k in range(nb)))
-    dirs = tuple(np.concatenate([dd[k] for dd in dirs], axis=0) for k in range(nb))
-    src_block = np.repeat(np.arange(nb), n_dir)
+    dirs, src_block = _block_directions(rng, S, P.leaves(S, 0), n_dir)
     names = S.block_names
     pairs = [f"H[{names[i]},{names[j]}]" for i in range(nb) for j in range(nb)]
     base = dict(arguments=tuple(pairs), name=name, source=source, kind="hessian")
 
-    grad_fn = checks.reference(S, fun)
-
-    nl = len(S.leaves)
-
-    def ref_product():
-        def fn(*all_args):
-            leaves, dv = all_args[:nl], all_args[nl:]
-
-            def g(*d):
-                return grad_fn(*checks._insert(leaves, S.diff, d))[1]
-            prim = tuple(leaves[i] for i in S.diff)
-            val = jnp.real(S.fun_flat(fun)(*leaves))
-            hv = jax.vmap(lambda *vs: jax.jvp(g, prim, tuple(v.astype(p.dtype)
-                                                            for v, p in zip(vs, prim)))[1])(*dv)
-            return val, hv
-        return fn
-
-    def hand_product():
-        def fn(*all_args):
-            leaves, dv = all_args[:nl], all_args[nl:]
-            a = S.unflatten(leaves)
-
-            def one(*vs):
-                vt = jax.tree_util.tree_unflatten(S.grad_treedef, list(vs))
-                out = hvp_fun(*a, vt)
-                if S.multi and isinstance(out, list):
-                    out = tuple(out)
-                return tuple(jax.tree_util.tree_leaves(out))
-            return jax.vmap(one)(*(v.astype(leaves[i].dtype) for v, i in zip(dv, S.diff)))
-        return fn
+    ref_product, hand_product = _products(S, fun, hvp_fun)
 
     # the hand product's structure at the example
     try:
@@ -176,13 +140,49 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
     proj = lambda blocks: [dom.project(S.domains[i], checks.up(b)) for b, i in
                            zip(blocks, S.diff)]
     R, Hw = proj(ref), proj(h_work)
-    H64 = proj(h64) if h64 is not None else None
+    judged = proj(h64) if h64 is not None else Hw
     flat = lambda X: X.reshape(n, len(src_block), -1)
+    # 1. the autodiff comparison, block pair by block pair
+    cmp = _compare(R, judged, Hw, vals, flat, src_block, nb, work, rtol, h64 is not None,
+                   None if ref_work is None else proj(ref_work))
+    # 2. symmetry of the hand product over pairs of directions
+    asym = _asymmetry(S, dirs, judged, flat, cmp["scale"], src_block)
+    generic = P.generic
+    status = cmp["status"]
+    sym_bad = cmp["finite"] & cmp["hand_ok"] & (asym > compare.TOL_DIRECTIONAL * cmp["tol"])
+    tested = compare.tested(status, generic)
+    counted_bad = compare.failing(status, generic)
+    report = GradientReport(True, "pass", float("nan"), None, float(cmp["tol"][0]),
+                            dtype=str(work), points=int(tested.sum()),
+                            skipped=int((status == "skipped").sum()),
+                            reference="jax.jvp of jax.grad", **base)
+    report.statuses = {s: int((status == s).sum()) for s in ("ok", "fail", "nonfinite",
+                                                             "skipped") if (status == s).any()}
+    report.where_it_holds = diagnosis.where_it_holds(status, P.labels, generic, P.family_keys,
+                                                     "fun or the reference not finite", {})
+    _blocks(report, S, P, cmp, judged, R, flat, src_block, tested, counted_bad)
+    report.blocks["symmetry"] = {
+        "max_rel_error": float(np.max(asym[tested])) if tested.any() else float("nan"),
+        "diagnosis": "mismatch" if (sym_bad & tested).any() else None,
+        "location": "⟨u, Hv⟩ ≠ ⟨v, Hu⟩" if (sym_bad & tested).any() else None}
+    report.failing_arguments = tuple(k for k, e in report.blocks.items() if e["diagnosis"])
+    failed = (["autodiff comparison"] if counted_bad.any() else []) + (
+        ["symmetry"] if (sym_bad & tested).any() else [])
+    _message(report, failed, tested, counted_bad, asym, n, len(src_block))
+    report.failed_checks = tuple(failed)
+    report.seconds = time.perf_counter() - t0
+    return verdict.finish(report)
+
+
+def _compare(R, judged, Hw, vals, flat, src_block, nb, work, rtol, formula64, ref_work):
+    """The hand product against the reference at every point: the error of each block pair
+    ``H[i, j]`` (block ``i`` of the product along directions in block ``j``) relative to the
+    reference's size, each point's tolerance and status (:mod:`.compare`)."""
+    n = len(vals)
     scale = np.sqrt(np.mean(sum(np.sum(np.abs(flat(r)) ** 2, axis=2) for r in R), axis=1))
     scale = np.where(scale > 0, scale, 1.0)
     finite = np.isfinite(vals) & np.all([np.all(np.isfinite(flat(r)), axis=(1, 2)) for r in R],
                                         axis=0)
-    judged = H64 if H64 is not None else Hw
     hand_ok = np.all([np.all(np.isfinite(flat(h)), axis=(1, 2)) for h in judged + Hw], axis=0)
 
     def pair_errors(H):
@@ -195,44 +195,39 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
 
     with np.errstate(invalid="ignore", over="ignore"):
         err = pair_errors(judged)
-        tol64 = 8 * np.sqrt(np.finfo(np.float64).eps)
-        if rtol is not None:
-            tol = np.full(n, float(rtol))
-        elif not low:
-            tol = np.full(n, tol64)
-        else:
+        e_ref = None
+        if rtol is None and compare.is_low(work):
             e_ref = np.zeros(n)
             if ref_work is not None:
-                e_ref = np.max(pair_errors(proj(ref_work)), axis=(1, 2))
+                e_ref = np.max(pair_errors(ref_work), axis=(1, 2))
                 e_ref = np.where(np.isfinite(e_ref), e_ref, 0.0)
-            eps_w = float(np.finfo(work).eps)
-            tol = (np.maximum(tol64, verdict.TOL_REF * e_ref * np.finfo(np.float64).eps / eps_w)
-                   if H64 is not None else
-                   np.maximum(verdict.TOL_EPS * eps_w, verdict.TOL_REF * e_ref))
-        # symmetry of the hand product over pairs of directions (a, b): <d_a, H d_b> = <d_b, H d_a>
+        tol = compare.point_tolerance(n, rtol=rtol, work=work, formula64=formula64, e_ref=e_ref)
+    judged_err = np.where(np.isfinite(err), err, np.inf)
+    ok = np.all(judged_err <= tol[:, None, None], axis=(1, 2))
+    return dict(err=err, judged_err=judged_err, tol=tol, scale=scale, finite=finite,
+                hand_ok=hand_ok, status=compare.point_status(finite, hand_ok, ok))
+
+
+def _asymmetry(S, dirs, judged, flat, scale, src_block):
+    """Per point, the largest ``|<d_a, H d_b> - <d_b, H d_a>|`` over pairs of directions,
+    relative to the product's size: a Hessian is symmetric."""
+    nb = len(S.diff)
+    with np.errstate(invalid="ignore", over="ignore"):
         dflat = [checks.up(d).reshape(len(src_block), -1) for d in dirs]
         m = sum(np.einsum("ak,pbk->pab", np.conj(dflat[k]), flat(judged[k])).real
                 for k in range(nb))
         dn = np.sqrt(sum(np.sum(np.abs(d) ** 2, axis=1) for d in dflat))
         n_entries = sum(int(S.leaves[i].size) for i in S.diff)
         size = scale[:, None, None] * dn[None, :, None] * dn[None, None, :] / np.sqrt(n_entries)
-        asym = np.max(np.abs(m - np.swapaxes(m, 1, 2)) / size, axis=(1, 2))
-    judged_err = np.where(np.isfinite(err), err, np.inf)
-    ok = np.all(judged_err <= tol[:, None, None], axis=(1, 2))
-    status = np.where(~finite, "skipped", np.where(~hand_ok, "nonfinite",
-                                                   np.where(ok, "ok", "fail")))
-    generic = P.generic
-    sym_bad = finite & hand_ok & (asym > verdict.TOL_DIRECTIONAL * tol)
-    tested = np.isin(status, ("ok", "fail")) | (generic & (status == "nonfinite"))
-    counted_bad = (status == "fail") | (generic & (status == "nonfinite"))
+        return np.max(np.abs(m - np.swapaxes(m, 1, 2)) / size, axis=(1, 2))
 
-    report = GradientReport(True, "pass", float("nan"), None, float(tol[0]), dtype=str(work),
-                            points=int(tested.sum()), skipped=int((status == "skipped").sum()),
-                            reference="jax.jvp of jax.grad", **base)
-    report.statuses = {s: int((status == s).sum()) for s in ("ok", "fail", "nonfinite",
-                                                             "skipped") if (status == s).any()}
-    report.where_it_holds = diagnosis.where_it_holds(status, P.labels, generic, P.family_keys,
-                                                     "fun or the reference not finite", {})
+
+def _blocks(report, S, P, cmp, judged, R, flat, src_block, tested, counted_bad):
+    """The worst point, and each block pair's error and diagnosis (which entries, what
+    kind of mistake) into ``report``."""
+    names, nb = S.block_names, len(S.diff)
+    err, judged_err, tol = cmp["err"], cmp["judged_err"], cmp["tol"]
+    generic = P.generic
     if tested.any():
         ratio = np.where(tested, np.max(judged_err, axis=(1, 2)) / tol, -np.inf)
         worst = int(np.argmax(ratio))
@@ -255,13 +250,10 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
                 entry["diagnosis"] = diagnosis.classify(h, r, t, S.domains[S.diff[i]])
                 entry["location"] = diagnosis.locate(h, r, t)[0]
             report.blocks[key] = entry
-    report.blocks["symmetry"] = {
-        "max_rel_error": float(np.max(asym[tested])) if tested.any() else float("nan"),
-        "diagnosis": "mismatch" if (sym_bad & tested).any() else None,
-        "location": "⟨u, Hv⟩ ≠ ⟨v, Hu⟩" if (sym_bad & tested).any() else None}
-    report.failing_arguments = tuple(k for k, e in report.blocks.items() if e["diagnosis"])
-    failed = (["autodiff comparison"] if counted_bad.any() else []) + (
-        ["symmetry"] if (sym_bad & tested).any() else [])
+
+
+def _message(report, failed, tested, counted_bad, asym, n, n_dirs):
+    """The verdict, diagnosis and message, agreeing with the blocks."""
     if not tested.any():
         report.passed, report.verdict, report.diagnosis = False, "untested", "untested"
         report.message = ("UNTESTED: no point where fun and its reference Hessian product are "
@@ -287,10 +279,56 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
     else:
         report.message = (f"pass: max relative error {report.max_rel_error:.2e} <= "
                           f"{report.tolerance:.1e} over {report.points} points x "
-                          f"{len(src_block)} directions (jax.jvp of jax.grad, in float64), "
+                          f"{n_dirs} directions (jax.jvp of jax.grad, in float64), "
                           f"symmetric to {float(np.max(asym[tested])):.1e}"
                           + (f"; {report.where_it_holds}"
                              if report.where_it_holds != "all tested inputs" else "") + ".")
-    report.failed_checks = tuple(failed)
-    report.seconds = time.perf_counter() - t0
-    return verdict.finish(report)
+
+def _block_directions(rng, S, ex, n_dir):
+    """``n_dir`` directions in each block alone (the others zero), in block order, stacked;
+    and the block each direction lies in."""
+    nb = len(S.diff)
+    per_block = points.directions(rng, S, ex, n_dir)
+    dirs = []
+    for j, d in enumerate(per_block):
+        dirs.append(tuple(d if k == j else np.zeros_like(per_block[k]) for k in range(nb)))
+    dirs = tuple(np.concatenate([dd[k] for dd in dirs], axis=0) for k in range(nb))
+    return dirs, np.repeat(np.arange(nb), n_dir)
+
+
+def _products(S, fun, hvp_fun):
+    """The two programs compared: the reference (``jax.jvp`` of ``jax.grad``, with the value)
+    and the hand product, each over a stack of directions (``vmap``)."""
+    grad_fn = checks.reference(S, fun)
+
+    nl = len(S.leaves)
+
+    def ref_product():
+        def fn(*all_args):
+            leaves, dv = all_args[:nl], all_args[nl:]
+
+            def g(*d):
+                return grad_fn(*checks._insert(leaves, S.diff, d))[1]
+            prim = tuple(leaves[i] for i in S.diff)
+            val = jnp.real(S.fun_flat(fun)(*leaves))
+            hv = jax.vmap(lambda *vs: jax.jvp(g, prim, tuple(v.astype(p.dtype)
+                                                            for v, p in zip(vs, prim)))[1])(*dv)
+            return val, hv
+        return fn
+
+    def hand_product():
+        def fn(*all_args):
+            leaves, dv = all_args[:nl], all_args[nl:]
+            a = S.unflatten(leaves)
+
+            def one(*vs):
+                vt = jax.tree_util.tree_unflatten(S.grad_treedef, list(vs))
+                out = hvp_fun(*a, vt)
+                if S.multi and isinstance(out, list):
+                    out = tuple(out)
+                return tuple(jax.tree_util.tree_leaves(out))
+            return jax.vmap(one)(*(v.astype(leaves[i].dtype) for v, i in zip(dv, S.diff)))
+        return fn
+
+    return ref_product, hand_product
+

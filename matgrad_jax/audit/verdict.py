@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checks, diagnosis, points
+from . import checks, compare, diagnosis, points
 from . import domains as dom
+from .compare import TOL_DIRECTIONAL, TOL_EPS, TOL_REF  # noqa: F401  (re-exported)
 from .report import GradientReport
 from .spec import Spec
-
-TOL_EPS = 32  # a dtype's own bound: 32 eps ...
-TOL_REF = 16  # ... or 16 times jax.grad's error in that dtype at the point
-TOL_DIRECTIONAL = 5  # forward mode and Taylor: one random direction's error is ~|N(0,1)| x
 
 
 def _norms(blocks, n):
@@ -72,10 +69,9 @@ class Evaluation:
         hand_ok = np.ones(n, bool)
         for g in self.hand:
             hand_ok &= np.all(np.isfinite(checks.up(g)).reshape(n, -1), axis=1)
-        self.low = np.finfo(self.work).eps > np.finfo(np.float64).eps
-        tol64 = 8 * np.sqrt(np.finfo(np.float64).eps)
+        self.low = compare.is_low(self.work)
         if self.ref is None:  # finite differences decide (see finite_differences)
-            self.status = np.where(~finite, "skipped", np.where(hand_ok, "ok", "nonfinite"))
+            self.status = compare.point_status(finite, hand_ok, np.ones(n, bool))
             self.err = np.zeros((n, len(S.diff)))
             self.err_work = self.err
             self.tol = np.full(n, float(self.rtol) if self.rtol else self._fd_tol())
@@ -96,14 +92,9 @@ class Evaluation:
             err_work = rel(Hw)
             err64 = rel(self._proj(self.hand64)) if self.hand64 is not None else None
         self.err_work = err_work
-        if self.rtol is not None:
-            tol = np.full(n, float(self.rtol))
-            err = err64 if err64 is not None else err_work
-        elif not self.low:
-            tol, err = np.full(n, tol64), err_work
-        elif self.ref_dtype != "float64":  # no float64 anywhere: the dtype's own rule
-            tol, err = np.full(n, 8 * np.sqrt(np.finfo(self.work).eps)), err_work
-        else:
+        ref64 = self.ref_dtype == "float64"
+        e_ref = None
+        if self.rtol is None and self.low and ref64:
             e_ref = np.zeros(n)
             if self.ref_work is not None:
                 with np.errstate(invalid="ignore", over="ignore"):
@@ -112,17 +103,16 @@ class Evaluation:
                                    n) / total
                 e_ref = np.where(np.isfinite(e_ref), e_ref, 0.0)
             self.reference_error = e_ref
-            eps_w = float(np.finfo(self.work).eps)
-            if err64 is not None:  # the formula in float64, at the conditioning measured
-                tol = np.maximum(tol64, TOL_REF * e_ref * np.finfo(np.float64).eps / eps_w)
-                err = err64
-            else:  # as given, within what the dtype resolves at the point
-                tol, err = np.maximum(TOL_EPS * eps_w, TOL_REF * e_ref), err_work
+        # the formula in float64 where it ran there (with rtol given, or below float64 against
+        # a float64 reference); as given otherwise
+        formula64 = err64 is not None and (self.rtol is not None or (self.low and ref64))
+        err = err64 if formula64 else err_work
+        tol = compare.point_tolerance(n, rtol=self.rtol, work=self.work, formula64=formula64,
+                                      e_ref=e_ref, ref64=ref64)
         self.err, self.tol, self.total = err, tol, total
         judged = np.where(np.isfinite(err), err, np.inf)
         ok = np.all(judged <= tol[:, None], axis=1)
-        self.status = np.where(~finite, "skipped",
-                               np.where(~hand_ok, "nonfinite", np.where(ok, "ok", "fail")))
+        self.status = compare.point_status(finite, hand_ok, ok)
         self.use64 = err is not err_work
         self.proj_ref = R
         self.proj_hand = self._proj(self.hand64) if self.use64 else Hw
@@ -139,8 +129,7 @@ class Evaluation:
 
     @property
     def tested(self) -> np.ndarray:
-        g = self.points.generic
-        return np.isin(self.status, ("ok", "fail")) | (g & (self.status == "nonfinite"))
+        return compare.tested(self.status, self.points.generic)
 
     def _grad_at(self, p):
         src = self.hand64 if self.use64 else self.hand
@@ -242,7 +231,7 @@ def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientR
     S, P = ev.spec, ev.points
     status, labels, generic = ev.status, P.labels, P.generic
     tested = ev.tested
-    counted_bad = (status == "fail") | (generic & (status == "nonfinite"))
+    counted_bad = compare.failing(status, generic)
     report = GradientReport(True, "pass", float("nan"), None, float(ev.tol[0]),
                             dtype=str(ev.work), points=int(tested.sum()),
                             skipped=int((status == "skipped").sum()),
