@@ -32,10 +32,13 @@ from .result import tree_vdot
 class PreconditionedGradient(NamedTuple):
     """:math:`d = -M^{-1} g` (``prec`` applies :math:`M^{-1}`, symmetric positive definite)."""
 
-    def direction(self, grad_i: Callable, x, g, prec: Callable | None, dtype) -> Any:
+    def direction(self, grad_i: Callable, x: Any, g: Any, prec: Callable | None,
+                  dtype: Any) -> Any:
+        """``−M⁻¹g`` (``−g`` without a preconditioner)."""
         return jax.tree_util.tree_map(jnp.negative, prec(g) if prec is not None else g)
 
-    def default_search(self, line_search: str):
+    def default_search(self, line_search: str) -> Any:
+        """The search ``line_search`` names: the curvature step or backtracking."""
         return SEARCHES[line_search]
 
 
@@ -47,11 +50,14 @@ class BlockNewton(NamedTuple):
     max_iters: int = 50
     rtol: float | None = None
 
-    def direction(self, grad_i: Callable, x, g, prec: Callable | None, dtype) -> Any:
+    def direction(self, grad_i: Callable, x: Any, g: Any, prec: Callable | None,
+                  dtype: Any) -> Any:
+        """``≈ −H⁻¹g`` by conjugate gradients on ``jax.linearize(grad_i, x)``."""
         rtol = self.rtol if self.rtol is not None else float(jnp.finfo(dtype).eps) ** 0.5
         return newton_direction(grad_i, x, g, max_iters=self.max_iters, rtol=rtol, prec=prec)
 
-    def default_search(self, line_search: str):
+    def default_search(self, line_search: str) -> Any:
+        """A step of 1, whatever ``line_search`` names (the Newton step is its own length)."""
         return UnitStep()
 
 
@@ -59,12 +65,13 @@ DESCENTS = ("gradient", "newton")
 """``block_step=`` names."""
 
 
-def replace_block(blocks: tuple, i: int, value) -> tuple:
+def replace_block(blocks: tuple, i: int, value: Any) -> tuple:
     return tuple(value if j == i else b for j, b in enumerate(blocks))
 
 
-def block_step(fun: Callable, grad: Callable, blocks: tuple, i: int, g, alpha_prev: Array,
-               f0: Array, *, descent, search, prec: Callable | None = None):
+def block_step(fun: Callable, grad: Callable, blocks: tuple, i: int, g: Any, alpha_prev: Array,
+               f0: Array, *, descent: Any, search: Any,
+               prec: Callable | None = None) -> tuple[tuple, Array, Array]:
     """One step on block ``i`` (gradient ``g``, value ``f0``): along ``descent``'s direction,
     from ``search``'s first step, Armijo-safeguarded. Returns ``(blocks, value, alpha)``, with
     ``alpha`` the step taken (the previous one where the block did not move), which the next

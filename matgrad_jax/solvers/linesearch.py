@@ -11,7 +11,7 @@ increases ``f``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +63,8 @@ class CurvatureStep(NamedTuple):
     ``jvp`` of the block gradient); the previous step where the curvature is not positive.
     ``line_search="exact"``."""
 
-    def first_step(self, grad_i: Callable, x, d, slope: Array, alpha_prev: Array) -> Array:
+    def first_step(self, grad_i: Callable, x: Any, d: Any, slope: Array,
+                   alpha_prev: Array) -> Array:
         _, hd = jax.jvp(grad_i, (x,), (d,))
         return exact_step_length(slope, tree_vdot(d, hd), alpha_prev)
 
@@ -74,7 +75,8 @@ class BacktrackingStep(NamedTuple):
 
     growth: float = 2.0
 
-    def first_step(self, grad_i: Callable, x, d, slope: Array, alpha_prev: Array) -> Array:
+    def first_step(self, grad_i: Callable, x: Any, d: Any, slope: Array,
+                   alpha_prev: Array) -> Array:
         return self.growth * alpha_prev
 
 
@@ -82,7 +84,8 @@ class UnitStep(NamedTuple):
     """A first step of 1: the natural one for a Newton direction (exact for a quadratic
     block)."""
 
-    def first_step(self, grad_i: Callable, x, d, slope: Array, alpha_prev: Array) -> Array:
+    def first_step(self, grad_i: Callable, x: Any, d: Any, slope: Array,
+                   alpha_prev: Array) -> Array:
         return jnp.ones_like(alpha_prev)
 
 
