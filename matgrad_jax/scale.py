@@ -192,11 +192,7 @@ def solve_batch(data: Mapping, *, model: Any = None, method: str | None = None,
     if model is not None:
         from .scale_model import solve_model_batch
 
-        if ridge:
-            raise InputError("ridge: a seed-1 option; a model's objective is its own")
-        if dtype is not None:
-            raise InputError("dtype: a model's problems are solved in their data's dtype; "
-                             "cast the arrays instead")
+        _no_seed1_options(ridge, dtype)
         return solve_model_batch(data, model, init=init, method=method, mesh=_check_mesh(mesh),
                                  full_result=full_result, chunk_size=chunk_size, verify=verify,
                                  **options)
@@ -224,6 +220,14 @@ def solve_batch(data: Mapping, *, model: Any = None, method: str | None = None,
     if not full_result:
         _refuse_nonfinite(res)
     return res
+
+
+def _no_seed1_options(ridge, dtype) -> None:
+    if ridge:
+        raise InputError("ridge: a seed-1 option; a model's objective is its own")
+    if dtype is not None:
+        raise InputError("dtype: a model's problems are solved in their data's dtype; cast the "
+                         "arrays instead")
 
 
 def _refuse_nonfinite(params) -> None:
@@ -346,11 +350,7 @@ def solve_rows(data: Mapping, *, model: Any = None, method: str | None = None,
     if model is not None:
         from .scale_model import solve_model_rows
 
-        if ridge:
-            raise InputError("ridge: a seed-1 option; a model's objective is its own")
-        if dtype is not None:
-            raise InputError("dtype: a model's problem is solved in its data's dtype; cast the "
-                             "arrays instead")
+        _no_seed1_options(ridge, dtype)
         return solve_model_rows(data, model, init=init, method=method, mesh=mesh,
                                 full_result=full_result, verify=verify, **options)
     if verify != "start":

@@ -29,25 +29,12 @@ def solve_model_batch(data: Mapping | None, model: Any, *, init: Any, method: st
                       mesh: Mesh, full_result: bool, chunk_size: int | None,
                       verify: str = "start", **options: Any):
     """The body of :func:`~matgrad_jax.solve_batch` for a model (see there)."""
-    from .minimize import METHODS, GradientMismatch
+    from .minimize import GradientMismatch
     from .scale import _pad as pad
     from .scale import _place as place
 
     model = as_model(model)
-    method = "auto" if method is None else method
-    if method == "exact":
-        if model.exact is None:
-            raise InputError(f"method: 'exact' needs a closed-form solve, and model "
-                             f"{model.name!r} has none; use one of "
-                             f"{', '.join(m for m in METHODS if m != 'exact')}")
-    elif method not in METHODS:
-        raise InputError(f"method: expected one of {', '.join(METHODS + ('exact',))}, "
-                         f"got {method!r}")
-    if method == "exact" and full_result:
-        raise InputError("full_result: a model's exact solve gives its parameters only (no "
-                         "iterations or history); pass full_result=False")
-    if verify not in VERIFY:
-        raise InputError(f"verify: expected one of {VERIFY}, got {verify!r}")
+    method = _checked_call(model, method, full_result, verify)
     if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
                                        and not isinstance(chunk_size, bool) and chunk_size >= 0):
         raise InputError(f"chunk_size: expected None or an integer >= 0, got {chunk_size!r}")
@@ -73,6 +60,28 @@ def solve_model_batch(data: Mapping | None, model: Any, *, init: Any, method: st
     if not full_result:
         _refuse_nonfinite(model, res)
     return res
+
+
+def _checked_call(model: Model, method: str | None, full_result: bool, verify: str) -> str:
+    """The method (``auto`` for None), checked against the model, with ``full_result`` and
+    ``verify``."""
+    from .minimize import METHODS
+
+    method = "auto" if method is None else method
+    if method == "exact":
+        if model.exact is None:
+            raise InputError(f"method: 'exact' needs a closed-form solve, and model "
+                             f"{model.name!r} has none; use one of "
+                             f"{', '.join(m for m in METHODS if m != 'exact')}")
+    elif method not in METHODS:
+        raise InputError(f"method: expected one of {', '.join(METHODS + ('exact',))}, "
+                         f"got {method!r}")
+    if method == "exact" and full_result:
+        raise InputError("full_result: a model's exact solve gives its parameters only (no "
+                         "iterations or history); pass full_result=False")
+    if verify not in VERIFY:
+        raise InputError(f"verify: expected one of {VERIFY}, got {verify!r}")
+    return method
 
 
 def _audit_first(model: Model, arrays, blocks, dt, mismatch) -> None:
@@ -132,7 +141,7 @@ def solve_model_rows(data: Mapping | None, model: Any, *, init: Any, method: str
     """The body of :func:`~matgrad_jax.solve_rows` for a model (see there)."""
     from math import gcd
 
-    from .minimize import METHODS, GradientMismatch
+    from .minimize import GradientMismatch
     from .scale import _check_mesh
     from .scale import _place as place
 
@@ -141,18 +150,7 @@ def solve_model_rows(data: Mapping | None, model: Any, *, init: Any, method: str
         raise InputError(f"model: {model.name!r} declares no independent rows, which "
                          "solve_rows spreads over the devices; register it with rows={name: "
                          "axis} (e.g. rows={'X': 0, 'U': 0} for a factorisation)")
-    method = "auto" if method is None else method
-    if method == "exact" and model.exact is None:
-        raise InputError(f"method: 'exact' needs a closed-form solve, and model "
-                         f"{model.name!r} has none")
-    if method != "exact" and method not in METHODS:
-        raise InputError(f"method: expected one of {', '.join(METHODS + ('exact',))}, "
-                         f"got {method!r}")
-    if method == "exact" and full_result:
-        raise InputError("full_result: a model's exact solve gives its parameters only (no "
-                         "iterations or history); pass full_result=False")
-    if verify not in VERIFY:
-        raise InputError(f"verify: expected one of {VERIFY}, got {verify!r}")
+    method = _checked_call(model, method, full_result, verify)
     arrays, blocks, _ = model.prepare(data, init=init if method != "exact" else None)
     named = {**arrays, **dict(zip(model.param_names, blocks or ()))}
     n, first = None, None
