@@ -72,10 +72,6 @@ SOLVERS = {
                                             tol=1e-13), 1e-8),
     "alternating_armijo": (functools.partial(mg.alternating_minimize, max_iters=3000,
                                              tol=1e-13, line_search="armijo"), 1e-6),
-    # block descent composed from its parts: a Newton direction × a first step of 1
-    "alternating_newton": (functools.partial(mg.alternating_minimize, max_iters=3000, tol=1e-13,
-                                             block_step=solvers.BlockNewton(max_iters=30),
-                                             line_search=solvers.UnitStep()), 1e-8),
     "lbfgs": (functools.partial(solvers.lbfgs, max_iters=500), 1e-9),
     "adam": (functools.partial(solvers.adam, max_iters=3000, learning_rate=3e-2), 1e-3),
     "minimize_auto": (functools.partial(mg.minimize, verify="off"), 1e-9),

@@ -98,7 +98,7 @@ model = Model.from_derivation("examples/mf/right")
 for n in (40, 38):
     X, U0, V0 = (rng.standard_normal(s) for s in ((n, 12), (n, 3), (12, 3)))
     alone = model.fit({"X": X}, {"U": U0, "V": V0}, max_iters=3000, tol=0.0, gtol=1e-10)
-    for method in ("auto", "alternating"):
+    for method in ("auto", "alternating") if n == 40 else ("auto",):
         res = solve_rows({"X": X}, model="examples/mf/right", init={"U": U0, "V": V0},
                          method=method, max_iters=3000, tol=0.0, gtol=1e-10, full_result=True)
         U, V = res.params
