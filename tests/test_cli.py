@@ -156,6 +156,13 @@ def test_checkpoint_refusals_and_mismatch(tmp_path, capsys):
     assert main(["fit", str(ex), "--out", str(out), "--method", "cg", "--resume",
                  "--matmul-precision", "default"]) == 2
     assert "matmul_precision" in capsys.readouterr().err
+    # a checkpoint of the dict-state format (1) is refused, its format named, never misread
+    io.save_tree(out / "old.npz", state, {**meta, "format": "matgrad-checkpoint/1"})
+    from matgrad_jax import InputError
+
+    with pytest.raises(InputError, match="format='matgrad-checkpoint/1'"):
+        io.load_tree(out / "old.npz", state, expect={"format": io.CHECKPOINT_FORMAT})
+    (out / "old.npz").unlink()
     assert main(["fit", str(ex), "--out", str(out), "--method", "cg", "--resume"]) == 0
     assert not (out / "checkpoint.npz").exists()
     assert json.loads((out / "history.json").read_text())["resumed"]
