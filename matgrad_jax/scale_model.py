@@ -190,18 +190,15 @@ def solve_model_rows(data: Mapping | None, model: Any, *, init: Any, method: str
 
     placed = {k: place(np.asarray(a, dt if np.issubdtype(a.dtype, np.floating) else None),
                        sharding(k, a.ndim)) for k, a in arrays.items()}
-    x0 = None if blocks is None else tuple(
-        place(np.asarray(b, dt), sharding(name, b.ndim))
-        for name, b in zip(model.param_names, blocks))
-    shardings = tuple(sharding(name, b.ndim) for name, b in
-                      zip(model.param_names, blocks)) if blocks is not None else None
+    shardings = x0 = None
+    if blocks is not None:
+        shardings = tuple(sharding(name, b.ndim) for name, b in zip(model.param_names, blocks))
+        x0 = tuple(place(np.asarray(b, dt), s) for b, s in zip(blocks, shardings))
     res = _rows_program(model, placed, x0, shardings, method,
                         "always" if verify == "always" else "off",
                         tuple(sorted(options.items())), bool(full_result))
     if not full_result:
-        finite = jax.jit(lambda ps: jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in ps])))(
-            tuple(res))
-        if not bool(finite):
+        if not all(bool(jnp.all(jnp.isfinite(p))) for p in res):
             raise InputError(f"the fit of model {model.name!r} ended non-finite; pass "
                              "full_result=True for the result")
     return res
