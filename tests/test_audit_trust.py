@@ -314,16 +314,27 @@ def mf_hvp(U, V, X, v):
     return 2 * D @ V - 2 * E @ dV + 2 * LAM * dU, 2 * D.T @ U - 2 * E.T @ dU + 2 * LAM * dV
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_check_hessian_right_and_wrong(dtype):
-    args = tuple(jnp.asarray(a[:12, :4] if a.shape[1] == 5 else a[:12, :7], dtype)
-                 for a in MF_ARGS[:2]) + (jnp.asarray(MF_ARGS[2][:12, :7], dtype),)
-    args = (args[0][:, :3], jnp.asarray(MF_ARGS[1][:7, :3], dtype), args[2])
+@pytest.mark.parametrize("x64_on, dtype", [(True, "float64"), (True, "float32"),
+                                           (False, "float32")])
+def test_check_hessian_right_and_wrong(x64_on, dtype):
+    with x64(x64_on):
+        _right_and_wrong_hessians(dtype)
+
+
+def _right_and_wrong_hessians(dtype):
+    args = (jnp.asarray(MF_ARGS[0][:12, :3], dtype), jnp.asarray(MF_ARGS[1][:7, :3], dtype),
+            jnp.asarray(MF_ARGS[2][:12, :7], dtype))
     ok = check_hessian(mf, mf_hvp, args, argnums=(0, 1), arg_names=("U", "V", "X"))
     assert ok.passed and ok.kind == "hessian", ok.message
+    # the Taylor remainder of the hand product, along a direction in each block: O(h²)
+    assert ok.taylor["passed"] and ok.taylor["directions"] == ["U", "V"]
+    assert min(ok.taylor["slopes"]) > 1.8 and "Taylor slopes" in ok.message
+    assert not ok.kink["kink"]
     neg = check_hessian(mf, lambda *a: tuple(-t for t in mf_hvp(*a)), args, argnums=(0, 1),
                         arg_names=("U", "V", "X"))
     assert not neg.passed and neg.diagnosis == "sign"
+    assert neg.failed_checks == ("autodiff comparison", "Taylor remainder")
+    assert neg.taylor["failing_blocks"] == ["U", "V"]
 
     def cross_wrong(U, V, X, v):
         a, b = mf_hvp(U, V, X, v)
@@ -333,6 +344,67 @@ def test_check_hessian_right_and_wrong(dtype):
     assert not bad.passed
     assert "H[V,U]" in bad.failing_arguments and "H[U,V]" not in bad.failing_arguments
     assert bad.blocks["symmetry"]["diagnosis"] == "mismatch"
+
+
+@jax.custom_jvp
+def _cube(x):
+    return x ** 3
+
+
+@_cube.defjvp
+def _cube_jvp(primals, tangents):  # right first derivative, a wrong second one (stop_gradient)
+    (x,), (dx,) = primals, tangents
+    return _cube(x), 3 * jax.lax.stop_gradient(x) ** 2 * dx
+
+
+def test_check_hessian_judges_the_reference_by_taylor():
+    f = lambda X: jnp.sum(_cube(X))  # noqa: E731
+    X = arr(5, 4)
+    # the hand product is right; jax.jvp of jax.grad is zero through the custom rule
+    r = check_hessian(f, lambda X, v: 6 * X * v, (X,))
+    assert r.verdict == "fail" and r.failed_checks == ("autodiff comparison",)
+    assert r.taylor["passed"] and "reference (jax.jvp of jax.grad) may be what is wrong" in \
+        r.message
+    # a hand product that copies the wrong reference agrees with autodiff: Taylor fails it
+    z = check_hessian(f, lambda X, v: 0 * v, (X,))
+    assert z.verdict == "fail" and z.failed_checks == ("Taylor remainder",)
+    assert z.failing_arguments == ("H[X,X]",) and "custom derivative rules" in z.where_it_holds
+    assert z.blocks["H[X,X]"]["location"] == "Taylor remainder along a direction in X"
+
+
+def test_check_hessian_at_a_kink_of_the_gradient():
+    f = lambda X: 0.5 * jnp.sum(jax.nn.relu(X) ** 2)  # noqa: E731 - gradient relu(X): kinks
+    X = np.array(arr(4, 3))
+    X[0, 0] = 0.0
+    r = check_hessian(f, lambda X, v: jnp.where(X > 0, v, 0.0), (jnp.asarray(X),))
+    assert r.verdict == "nondifferentiable" and r.kink["kink"], r.message
+    assert r.message.startswith("NONDIFFERENTIABLE") and r.statuses.get("kink") == 1
+    smooth = check_hessian(f, lambda X, v: jnp.where(X > 0, v, 0.0), (jnp.abs(arr(4, 3)) + 0.5,))
+    assert smooth.passed and not smooth.kink["kink"], smooth.message
+
+
+def test_check_hessian_of_a_gaussian_likelihood_on_spd():
+    def nll(S, Y):
+        return jnp.linalg.slogdet(S)[1] + jnp.trace(jnp.linalg.solve(S, Y))
+
+    def hvp(S, Y, V):  # the gradient S⁻¹ − S⁻¹YS⁻¹ differentiated along a symmetric V
+        Si = jnp.linalg.inv(S)
+        return -Si @ V @ Si + Si @ Y @ Si @ V @ Si + Si @ V @ Si @ Y @ Si
+
+    A, B = arr(6, 6), arr(6, 20)
+    S, Y = A @ A.T + 6 * jnp.eye(6), B @ B.T / 20
+    r = check_hessian(nll, hvp, (S, Y), domains={"S": "spd"})
+    assert r.passed and r.taylor["passed"] and min(r.taylor["slopes"]) > 1.8, r.message
+    wrong = check_hessian(nll, lambda S, Y, V: hvp(S, Y, V) + jnp.linalg.inv(S) @ V, (S, Y),
+                          domains={"S": "spd"})
+    assert not wrong.passed and "Taylor remainder" in wrong.failed_checks
+
+
+def test_check_hessian_of_a_float32_computation_skips_the_line_checks():
+    f = lambda x: jnp.sum(jnp.asarray(x, jnp.float32) ** 4)  # noqa: E731 - float32 inside
+    x = arr(5, 3, dtype=jnp.float32)
+    r = check_hessian(f, lambda x, v: 12 * jnp.asarray(x, jnp.float32) ** 2 * v, (x,))
+    assert r.passed and r.taylor == {} and r.kink == {}, r.message
 
 
 def test_check_hessian_shape_error():

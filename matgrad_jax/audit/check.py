@@ -18,7 +18,7 @@ import numpy as np
 from .. import programs
 from .._checks import InputError
 from ..precision import products
-from . import checks, domains, points, spec, verdict
+from . import checks, domains, lines, points, spec, verdict
 from .report import GradientReport
 
 DEFAULT_FAMILIES = ("symmetric", "skew", "psd", "diagonal")
@@ -252,7 +252,7 @@ def _example_checks(ev, S, F, P, rng, use_jax, n_directions, taylor, kinks, scre
     if kinks and ev.example_tested:
         try:
             n_kink = SCREEN["kink_directions"] if screen else max(n_directions, 4)
-            kink_info = checks.kink(S, F, example, points.directions(rng, S, example, n_kink))
+            kink_info = lines.kink(S, F, example, points.directions(rng, S, example, n_kink))
         except Exception:  # noqa: BLE001 - a kink test that cannot run is not a finding
             kink_info = {}
         if kink_info.get("kink"):

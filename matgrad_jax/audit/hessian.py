@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..precision import products
 from . import checks, compare, diagnosis, points, spec, verdict
 from . import domains as dom
+from . import hessian_checks as hc
 from .report import GradientReport
 
 
@@ -38,6 +38,8 @@ def check_hessian(
     n_family: int = 1,
     families: Sequence[str] = ("symmetric", "skew", "psd", "diagonal"),
     n_directions: int = 2,
+    taylor: bool = True,
+    kinks: bool = True,
     rtol: float | None = None,
     name: str | None = None,
     source: str | None = None,
@@ -63,6 +65,14 @@ def check_hessian(
       n_family: draws per (square argument, structured family).
       families: as in :func:`~matgrad_jax.check_gradient`.
       n_directions: directions per block.
+      taylor: run the Taylor-remainder test of the hand product at the example point: along
+        one direction ``v`` per block, ``⟨u, ∇f(x+hv)⟩ − ⟨u, ∇f(x)⟩ − h⟨u, Hv⟩`` must be
+        ``O(h²)`` (``∇f`` by ``jax.grad``, ``u`` random). It judges the hand product against
+        the gradient's own change, without forward-mode rules.
+      kinks: test the gradient for a kink at the example point (one-sided derivatives of
+        ``⟨u, ∇f⟩`` that differ): no Hessian exists there. Both run where the gradient
+        evaluates in float64 (a function that computes in float32 whatever its input is
+        compared with autodiff only: the rounding of a float32 gradient is beyond these tests).
       rtol: as in :func:`~matgrad_jax.check_gradient`.
       name: a name for the report.
       source: where the Hessian product comes from (shown in the report).
@@ -83,23 +93,24 @@ def check_hessian(
     with products(matmul_precision):
         return _check(fun, hvp_fun, args, argnums, arg_names, domains, vary_data, seed,
                       n_perturbed, n_random, n_family, tuple(families), n_directions, rtol,
-                      name, source)
+                      name, source, taylor=taylor, kinks=kinks)
 
 
 def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_perturbed,
-           n_random, n_family, families, n_dir, rtol, name, source) -> GradientReport:
+           n_random, n_family, families, n_dir, rtol, name, source, *, taylor=True,
+           kinks=True) -> GradientReport:
     t0 = time.perf_counter()
     S = spec.build(fun, args, argnums, arg_names, doms, vary_data)
     rng = np.random.default_rng(seed)
     P = points.build(S, rng, n_perturbed=n_perturbed, n_random=n_random, n_family=n_family,
                      families=families)
     nb = len(S.diff)
-    dirs, src_block = _block_directions(rng, S, P.leaves(S, 0), n_dir)
+    dirs, src_block = hc.block_directions(rng, S, P.leaves(S, 0), n_dir)
     names = S.block_names
     pairs = [f"H[{names[i]},{names[j]}]" for i in range(nb) for j in range(nb)]
     base = dict(arguments=tuple(pairs), name=name, source=source, kind="hessian")
 
-    ref_product, hand_product = _products(S, fun, hvp_fun)
+    ref_product, hand_product = hc.products(S, fun, hvp_fun)
 
     # the hand product's structure at the example
     try:
@@ -143,21 +154,28 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
     judged = proj(h64) if h64 is not None else Hw
     flat = lambda X: X.reshape(n, len(src_block), -1)
     # 1. the autodiff comparison, block pair by block pair
-    cmp = _compare(R, judged, Hw, vals, flat, src_block, nb, work, rtol, h64 is not None,
+    cmp = hc.compare(R, judged, Hw, vals, flat, src_block, nb, work, rtol, h64 is not None,
                    None if ref_work is None else proj(ref_work))
     # 2. symmetry of the hand product over pairs of directions
-    asym = _asymmetry(S, dirs, judged, flat, cmp["scale"], src_block)
+    asym = hc.asymmetry(S, dirs, judged, flat, cmp["scale"], src_block)
+    # 3. along lines through the example: a kink of the gradient, the Taylor remainder
+    kink_info, taylor_info = hc.along_lines(S, fun, P, rng, dirs, judged, R, src_block, n_dir,
+                                          cmp, taylor, kinks)
     generic = P.generic
     status = cmp["status"]
+    if kink_info.get("kink"):
+        status[0] = "kink"  # no Hessian at the example: its product is not judged there
     sym_bad = cmp["finite"] & cmp["hand_ok"] & (asym > compare.TOL_DIRECTIONAL * cmp["tol"])
     tested = compare.tested(status, generic)
     counted_bad = compare.failing(status, generic)
     report = GradientReport(True, "pass", float("nan"), None, float(cmp["tol"][0]),
                             dtype=str(work), points=int(tested.sum()),
                             skipped=int((status == "skipped").sum()),
+                            taylor=taylor_info, kink=kink_info,
                             reference="jax.jvp of jax.grad", **base)
     report.statuses = {s: int((status == s).sum()) for s in ("ok", "fail", "nonfinite",
-                                                             "skipped") if (status == s).any()}
+                                                             "skipped", "kink")
+                       if (status == s).any()}
     report.where_it_holds = diagnosis.where_it_holds(status, P.labels, generic, P.family_keys,
                                                      "fun or the reference not finite", {})
     _blocks(report, S, P, cmp, judged, R, flat, src_block, tested, counted_bad)
@@ -165,61 +183,21 @@ def _check(fun, hvp_fun, args, argnums, arg_names, doms, vary_data, seed, n_pert
         "max_rel_error": float(np.max(asym[tested])) if tested.any() else float("nan"),
         "diagnosis": "mismatch" if (sym_bad & tested).any() else None,
         "location": "⟨u, Hv⟩ ≠ ⟨v, Hu⟩" if (sym_bad & tested).any() else None}
-    report.failing_arguments = tuple(k for k, e in report.blocks.items() if e["diagnosis"])
     failed = (["autodiff comparison"] if counted_bad.any() else []) + (
         ["symmetry"] if (sym_bad & tested).any() else [])
+    if taylor_info and not taylor_info["passed"]:
+        failed.append("Taylor remainder")
+        for b in taylor_info["failing_blocks"]:  # the product along a direction in block b
+            col = [e for k, e in report.blocks.items() if k.endswith(f",{b}]")]
+            if not any(e["diagnosis"] for e in col):  # the comparison, where it found it, is finer
+                for e in col:
+                    e["diagnosis"] = "mismatch"
+                    e["location"] = f"Taylor remainder along a direction in {b}"
+    report.failing_arguments = tuple(k for k, e in report.blocks.items() if e["diagnosis"])
     _message(report, failed, tested, counted_bad, asym, n, len(src_block))
     report.failed_checks = tuple(failed)
     report.seconds = time.perf_counter() - t0
     return verdict.finish(report)
-
-
-def _compare(R, judged, Hw, vals, flat, src_block, nb, work, rtol, formula64, ref_work):
-    """The hand product against the reference at every point: the error of each block pair
-    ``H[i, j]`` (block ``i`` of the product along directions in block ``j``) relative to the
-    reference's size, each point's tolerance and status (:mod:`.compare`)."""
-    n = len(vals)
-    scale = np.sqrt(np.mean(sum(np.sum(np.abs(flat(r)) ** 2, axis=2) for r in R), axis=1))
-    scale = np.where(scale > 0, scale, 1.0)
-    finite = np.isfinite(vals) & np.all([np.all(np.isfinite(flat(r)), axis=(1, 2)) for r in R],
-                                        axis=0)
-    hand_ok = np.all([np.all(np.isfinite(flat(h)), axis=(1, 2)) for h in judged + Hw], axis=0)
-
-    def pair_errors(H):
-        e = np.zeros((n, nb, nb))
-        for i in range(nb):
-            d = np.sqrt(np.sum(np.abs(flat(H[i]) - flat(R[i])) ** 2, axis=2)) / scale[:, None]
-            for j in range(nb):
-                e[:, i, j] = np.max(d[:, src_block == j], axis=1)
-        return e
-
-    with np.errstate(invalid="ignore", over="ignore"):
-        err = pair_errors(judged)
-        e_ref = None
-        if rtol is None and compare.is_low(work):
-            e_ref = np.zeros(n)
-            if ref_work is not None:
-                e_ref = np.max(pair_errors(ref_work), axis=(1, 2))
-                e_ref = np.where(np.isfinite(e_ref), e_ref, 0.0)
-        tol = compare.point_tolerance(n, rtol=rtol, work=work, formula64=formula64, e_ref=e_ref)
-    judged_err = np.where(np.isfinite(err), err, np.inf)
-    ok = np.all(judged_err <= tol[:, None, None], axis=(1, 2))
-    return dict(err=err, judged_err=judged_err, tol=tol, scale=scale, finite=finite,
-                hand_ok=hand_ok, status=compare.point_status(finite, hand_ok, ok))
-
-
-def _asymmetry(S, dirs, judged, flat, scale, src_block):
-    """Per point, the largest ``|<d_a, H d_b> - <d_b, H d_a>|`` over pairs of directions,
-    relative to the product's size: a Hessian is symmetric."""
-    nb = len(S.diff)
-    with np.errstate(invalid="ignore", over="ignore"):
-        dflat = [checks.up(d).reshape(len(src_block), -1) for d in dirs]
-        m = sum(np.einsum("ak,pbk->pab", np.conj(dflat[k]), flat(judged[k])).real
-                for k in range(nb))
-        dn = np.sqrt(sum(np.sum(np.abs(d) ** 2, axis=1) for d in dflat))
-        n_entries = sum(int(S.leaves[i].size) for i in S.diff)
-        size = scale[:, None, None] * dn[None, :, None] * dn[None, None, :] / np.sqrt(n_entries)
-        return np.max(np.abs(m - np.swapaxes(m, 1, 2)) / size, axis=(1, 2))
 
 
 def _blocks(report, S, P, cmp, judged, R, flat, src_block, tested, counted_bad):
@@ -254,18 +232,32 @@ def _blocks(report, S, P, cmp, judged, R, flat, src_block, tested, counted_bad):
 
 def _message(report, failed, tested, counted_bad, asym, n, n_dirs):
     """The verdict, diagnosis and message, agreeing with the blocks."""
-    if not tested.any():
+    kink = report.kink.get("kink", False)
+    if not tested.any() and not kink:
         report.passed, report.verdict, report.diagnosis = False, "untested", "untested"
         report.message = ("UNTESTED: no point where fun and its reference Hessian product are "
                           f"finite ({n} points, all skipped); nothing was compared.")
+    elif kink:
+        report.passed, report.verdict = False, "nondifferentiable"
+        report.diagnosis = "nondifferentiable"
+        report.message = (
+            "NONDIFFERENTIABLE at the example point: the gradient's one-sided directional "
+            f"derivatives differ (relative gap {report.kink['max_relative_gap']:.2g}); no Hessian "
+            "exists there, so the hand product is not judged at it. Elsewhere: "
+            + (f"max relative error {report.max_rel_error:.2e} ({report.where_it_holds})"
+               if tested.any() else "no point was compared")
+            + (f"; failing: {', '.join(failed)}" if failed else "") + ".")
     elif failed:
         report.passed, report.verdict = False, "fail"
         found = {e["diagnosis"] for k, e in report.blocks.items()
                  if e["diagnosis"] and k != "symmetry"}
         report.diagnosis = found.pop() if len(found) == 1 else "mismatch"
         if not counted_bad.any():
-            report.where_it_holds = ("agrees with autodiff along the tested directions, but is "
-                                     "not symmetric")
+            report.where_it_holds = (
+                "agrees with jax.jvp of jax.grad along the tested directions, but "
+                + ("not with the gradient's own change along a line (Taylor remainder): check "
+                   "fun's custom derivative rules" if "Taylor remainder" in failed else
+                   "is not symmetric"))
         parts = [f"FAIL ({', '.join(failed)}): diagnosis {report.diagnosis}"]
         for k in report.failing_arguments:
             b = report.blocks[k]
@@ -275,60 +267,28 @@ def _message(report, failed, tested, counted_bad, asym, n, n_dirs):
         if good:
             parts.append("correct: " + ", ".join(good))
         parts.append(f"where it holds: {report.where_it_holds}")
+        if report.taylor.get("passed") and counted_bad[0]:
+            parts.append("yet at the example point the hand product agrees with the gradient's "
+                         "own change along a line (Taylor remainder): if fun has custom "
+                         "derivative rules, the reference (jax.jvp of jax.grad) may be what is "
+                         "wrong")
         report.message = "; ".join(parts) + "."
     else:
         report.message = (f"pass: max relative error {report.max_rel_error:.2e} <= "
                           f"{report.tolerance:.1e} over {report.points} points x "
                           f"{n_dirs} directions (jax.jvp of jax.grad, in float64), "
-                          f"symmetric to {float(np.max(asym[tested])):.1e}"
+                          f"symmetric to {float(np.max(asym[tested])):.1e}" + _taylor_words(report)
                           + (f"; {report.where_it_holds}"
                              if report.where_it_holds != "all tested inputs" else "") + ".")
 
-def _block_directions(rng, S, ex, n_dir):
-    """``n_dir`` directions in each block alone (the others zero), in block order, stacked;
-    and the block each direction lies in."""
-    nb = len(S.diff)
-    per_block = points.directions(rng, S, ex, n_dir)
-    dirs = []
-    for j, d in enumerate(per_block):
-        dirs.append(tuple(d if k == j else np.zeros_like(per_block[k]) for k in range(nb)))
-    dirs = tuple(np.concatenate([dd[k] for dd in dirs], axis=0) for k in range(nb))
-    return dirs, np.repeat(np.arange(nb), n_dir)
 
+def _taylor_words(report) -> str:
+    t = report.taylor
+    slopes = [round(x, 2) for x in t.get("slopes", []) if np.isfinite(x)]
+    if slopes and min(slopes) >= 1.7:
+        return f", Taylor slopes {slopes}"
+    if t.get("linear_term"):
+        return f", Taylor linear term {max(t['linear_term']):.1e} within the product's rounding"
+    return ""
 
-def _products(S, fun, hvp_fun):
-    """The two programs compared: the reference (``jax.jvp`` of ``jax.grad``, with the value)
-    and the hand product, each over a stack of directions (``vmap``)."""
-    grad_fn = checks.reference(S, fun)
-
-    nl = len(S.leaves)
-
-    def ref_product():
-        def fn(*all_args):
-            leaves, dv = all_args[:nl], all_args[nl:]
-
-            def g(*d):
-                return grad_fn(*checks._insert(leaves, S.diff, d))[1]
-            prim = tuple(leaves[i] for i in S.diff)
-            val = jnp.real(S.fun_flat(fun)(*leaves))
-            hv = jax.vmap(lambda *vs: jax.jvp(g, prim, tuple(v.astype(p.dtype)
-                                                            for v, p in zip(vs, prim)))[1])(*dv)
-            return val, hv
-        return fn
-
-    def hand_product():
-        def fn(*all_args):
-            leaves, dv = all_args[:nl], all_args[nl:]
-            a = S.unflatten(leaves)
-
-            def one(*vs):
-                vt = jax.tree_util.tree_unflatten(S.grad_treedef, list(vs))
-                out = hvp_fun(*a, vt)
-                if S.multi and isinstance(out, list):
-                    out = tuple(out)
-                return tuple(jax.tree_util.tree_leaves(out))
-            return jax.vmap(one)(*(v.astype(leaves[i].dtype) for v, i in zip(dv, S.diff)))
-        return fn
-
-    return ref_product, hand_product
 

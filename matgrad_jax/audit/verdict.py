@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checks, compare, diagnosis, points
+from . import checks, compare, diagnosis, lines, points
 from . import domains as dom
 from .compare import TOL_DIRECTIONAL, TOL_EPS, TOL_REF  # noqa: F401  (re-exported)
 from .report import GradientReport
@@ -174,7 +174,7 @@ class Evaluation:
         for p in cand:
             at = P.leaves(S, p)
             dirs = points.directions(rng, S, at, 3)
-            fd, bound = checks.finite_difference(S, fun, at, dirs)
+            fd, bound = lines.finite_difference(S, fun, at, dirs)
             g = tuple(np.asarray(h[p]) for h in self.hand)
             dd = checks.real_inner(g, dirs)
             vn = np.sqrt(sum(np.sum(np.abs(checks.up(d)) ** 2, axis=tuple(range(1, np.ndim(d))))
@@ -200,7 +200,7 @@ class Evaluation:
         at = P.leaves(S, 0)
         dirs = points.directions(rng, S, at, n_directions)
         try:
-            t = checks.taylor(S, fun, at, self._grad_at(0), dirs)
+            t = lines.taylor(S, fun, at, self._grad_at(0), dirs)
         except Exception:  # noqa: BLE001 - fun cannot be evaluated along the line
             return {}
         thr = TOL_DIRECTIONAL * self.tol[0]

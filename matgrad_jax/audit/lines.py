@@ -1,0 +1,208 @@
+"""Checks along lines through a point, with no autodiff: ``fun(x + h v)`` on a grid of steps
+(:func:`along`), the Taylor remainder of a claimed directional derivative (:func:`taylor`,
+:func:`remainder`), central differences (:func:`finite_difference`) and one-sided derivatives
+at kinks (:func:`kink`). The values are computed in float64 whenever JAX can; untraceable code is
+called point by point. ``fun`` is the user's objective or any smooth scalar function of the same
+arguments (the Hessian audit passes ``⟨u, ∇f⟩``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from .. import programs
+from .checks import Functions, _functions, _insert, _value_and_grad, float64, real_inner, up
+from .spec import Spec
+
+
+def inner_gradient(spec: Spec, fun: Callable, u: tuple) -> Functions:
+    """``x -> Re⟨u, ∇f(x)⟩`` (``jax.grad`` of ``fun``, in the audit's convention) as the
+    function the checks along lines evaluate: its derivative along ``v`` is ``⟨u, H v⟩``, so
+    :func:`remainder` judges a claimed Hessian product and :func:`kink` finds where the gradient
+    itself has a kink."""
+    F = Functions(spec, fun)
+    f = F.fun
+
+    def gu(*leaves):
+        g = _value_and_grad(f, spec.diff, *leaves)[1]
+        return sum(jnp.sum(jnp.real(jnp.conj(jnp.asarray(uk).astype(gk.dtype)) * gk))
+                   for uk, gk in zip(u, g))
+
+    F.fun = gu
+    return F
+
+
+def runs_in_float64(spec: Spec, fun) -> bool:
+    """Whether ``fun`` computes its value in float64 when given float64 arguments (not one that
+    casts to a lower precision inside, whose derivatives then carry that precision's rounding
+    even where they come back as float64)."""
+    F = _functions(spec, fun)
+    try:
+        out = F.out_dtype(True)
+    except Exception:  # noqa: BLE001 - untraceable: judged by its arguments' dtypes
+        out = None
+    if out is None:
+        return False
+    return float(np.finfo(out).eps) <= float(np.finfo(np.float64).eps)
+
+
+def _on_line(fns, at, dirs, idx, h, *, static):
+    """``f(at + h·dirs[idx])`` (one point of a line search's grid)."""
+    diff = static
+    moved = [at[i] + (v[idx] * h.astype(jnp.real(v).dtype)).astype(at[i].dtype)
+             for i, v in zip(diff, dirs)]
+    return jnp.real(fns[0](*_insert(at, diff, moved)))
+
+
+def along(spec: Spec, fun, at: tuple, dirs: tuple, hs: np.ndarray) -> tuple:
+    """``fun(at + h v)`` for every h and direction (shape ``(ndir, nh)``) and ``fun(at)``, in
+    float64 where JAX can (else in the arguments' dtype); untraceable code point by point.
+    The (direction, h) pairs are one mapped axis, chunked so memory stays bounded."""
+    F = _functions(spec, fun)
+    ndir = int(np.shape(dirs[0])[0])
+    hs_all = np.concatenate([[0.0], np.asarray(hs, np.float64)])  # h = 0: f(at), same program
+    idx = np.repeat(np.arange(ndir, dtype=np.int32), len(hs_all))
+    hh = np.tile(hs_all, ndir)
+    point_bytes = sum(int(np.asarray(at[i]).size) * 8 for i in spec.diff)
+
+    def run(cast, hi):
+        at_c = tuple(cast(x) for x in at)
+        d_c = tuple(cast(d) for d in dirs)
+        t = F.traced("f", hi)
+        try:
+            if t is None:
+                raise TypeError("untraceable")
+            flat = programs.apply_mapped(_on_line, (t,), (at_c, d_c, idx, hh),
+                                         (None, None, 0, 0), static=spec.diff,
+                                         point_bytes=point_bytes)
+            both = np.asarray(flat, np.float64).reshape(ndir, len(hs_all))
+            fh, f0 = both[:, 1:], both[0, 0]
+        except Exception:  # noqa: BLE001 - untraceable user code: evaluate on concrete arrays
+            f = F.fun
+            fh = [[float(np.real(f(*_insert(at_c, spec.diff,
+                                            [at_c[i] + h * d[c] for i, d in zip(spec.diff, d_c)]
+                                            )))) for h in hs] for c in range(ndir)]
+            f0 = float(np.real(f(*at_c)))
+        return np.asarray(fh, np.float64), float(f0), _output_eps(F, at_c, spec, hi)
+
+    try:
+        with float64():
+            fh, f0, eps = run(up, True)
+            if np.all(np.isfinite(fh)) or not np.isfinite(f0):
+                return fh, f0, eps
+    except Exception:  # noqa: BLE001 - fun does not run in float64: use its own dtype
+        pass
+    return run(np.asarray, False)
+
+
+def _output_eps(F: Functions, at, spec, hi) -> float:
+    """The rounding unit of ``f``'s values: the coarser of its output's and its differentiated
+    inputs' dtypes (a function that casts its value to float32 is float32, whatever its input)."""
+    dts = [np.asarray(at[i]).real.dtype for i in spec.diff]
+    out = F.out_dtype(hi)
+    if out is not None:
+        dts.append(out)
+    return max(float(np.finfo(np.finfo(d).dtype if np.issubdtype(d, np.complexfloating) else d).eps)
+               for d in dts)
+
+
+def taylor(spec: Spec, fun: Callable, at: tuple, grads: tuple, dirs: tuple, *, n_h: int = 13,
+           ratio: float = 4.0):
+    """First-order Taylor remainder ``s(h) = f(x+hv) − f(x) − h⟨g, v⟩`` over ``h = ratio⁻ᵏ``
+    (``k < n_h``: from 1 down to 6e-8 by default, 13 values of ``f`` per direction).
+
+    A right gradient leaves ``s = O(h²)``; an error ``δ`` in it leaves a linear term ``−h⟨δ, v⟩``.
+    The linear coefficient ``a`` is estimated by Richardson extrapolation of ``s(h)/h`` at the
+    step where the estimate's truncation change plus the rounding of ``f`` (``σ/h``) is
+    smallest, and returned relative to ``‖g‖‖v‖/√N`` (the size of a directional derivative along
+    a random ``v``): it is then comparable with the gradient's relative error, and judged against
+    the hand gradient's own rounding. A linear function (no ``h²`` term) is judged by ``a`` alone.
+    The log-log slope (2 right, 1 wrong) is reported too. No autodiff is used, so host-callback
+    functions are tested as well.
+    """
+    hs = ratio ** -np.arange(n_h)
+    fh, f0, eps = along(spec, fun, at, dirs, hs)
+    dd = real_inner([up(g) for g in grads], [up(d) for d in dirs])
+    n_entries = sum(int(np.asarray(g).size) for g in grads)
+    gnorm = np.sqrt(sum(float(np.sum(np.abs(up(g)) ** 2)) for g in grads))
+    vnorm = np.sqrt(sum(np.sum(np.abs(up(d)) ** 2, axis=tuple(range(1, np.ndim(d))))
+                        for d in dirs))
+    size = np.maximum(gnorm * vnorm / np.sqrt(max(n_entries, 1)), 1e-300)
+    return remainder(hs, fh, f0, eps, dd, size, ratio)
+
+
+def remainder(hs, fh, f0, eps, dd, size, ratio: float = 4.0) -> dict:
+    """The Taylor-remainder judgement of :func:`taylor` on values already computed:
+    ``fh[c, k] = f(x + hs[k] v_c)``, ``f0 = f(x)``, ``eps`` the rounding unit of ``f``,
+    ``dd[c]`` the claimed directional derivative along ``v_c`` and ``size[c]`` the scale its
+    error is measured against. ``f`` may be any smooth scalar function of the point (the
+    Hessian audit passes ``⟨u, ∇f⟩``, whose claimed derivative is ``⟨u, Hv⟩``)."""
+    s = fh - f0 - hs[None, :] * dd[:, None]
+    sigma = 8 * eps * np.maximum(abs(f0), np.abs(fh))
+    q = s / hs[None, :]
+    rich = (ratio * q[:, 1:] - q[:, :-1]) / (ratio - 1)  # a + O(h²), at h_k
+    change = np.abs(np.diff(rich, axis=1))  # truncation estimate at h_k, k < n_h - 2
+    noise = (ratio**2 + 1) / (ratio - 1) * sigma[:, :-2] / hs[None, :-2]  # rounding of rich
+    unc = change + noise
+    unc = np.where(np.isfinite(unc), unc, np.inf)
+    k = np.argmin(unc, axis=1)
+    rows = np.arange(len(k))
+    a, u = rich[rows, k], unc[rows, k]
+    size = np.maximum(np.asarray(size, np.float64), 1e-300)
+    rem = np.abs(s)
+    slopes = [fitted_slope(hs, rem[c], 4 * sigma[c]) for c in range(len(rem))]
+    return {"hs": hs, "remainders": rem, "slopes": slopes, "linear_term": np.abs(a) / size,
+            "uncertainty": u / size, "floor": sigma}
+
+
+def fitted_slope(hs, remainders, floor, tail=6):
+    """Least-squares slope of log r against log h over the smallest-h points above the noise."""
+    hs, r = np.asarray(hs), np.asarray(remainders)
+    ok = np.isfinite(r) & (r > floor)
+    if ok.sum() < 3:
+        return float("nan")
+    h_ok, r_ok = hs[ok][-tail:], r[ok][-tail:]
+    return float(np.polyfit(np.log(h_ok), np.log(r_ok), 1)[0])
+
+
+def finite_difference(spec: Spec, fun: Callable, at: tuple, dirs: tuple) -> tuple:
+    """Central differences along each direction (h ~ eps^(1/3)), float64 where JAX can; with
+    the rounding bound of each."""
+    probe_eps = np.finfo(np.float64).eps
+    h = probe_eps ** (1 / 3)
+    fh, f0, eps = along(spec, fun, at, dirs, np.asarray([h, -h]))
+    if eps != probe_eps:  # ran in a lower precision: a step for that one
+        h = eps ** (1 / 3)
+        fh, f0, eps = along(spec, fun, at, dirs, np.asarray([h, -h]))
+    fd = (fh[:, 0] - fh[:, 1]) / (2 * h)
+    return fd, (8 * eps * max(abs(f0), np.max(np.abs(fh)))) / h + h ** 2
+
+
+def kink(spec: Spec, fun: Callable, at: tuple, dirs: tuple, *, rel_threshold=1e-3) -> dict:
+    """One-sided directional derivatives at ``at`` along each direction, at h and h/4.
+
+    At a smooth point the gap :math:`D_+ - D_-` is :math:`O(h)` and shrinks fourfold with h; at a
+    kink (e.g. a repeated top singular value) it stays put. Returns the largest persistent gap
+    relative to the derivative's size, and whether it marks a kink.
+    """
+    eps64 = float(np.finfo(np.float64).eps)
+    h = 10 * eps64 ** (1 / 3)
+    hs = np.asarray([h, -h, h / 4, -h / 4])
+    f, f0, eps = along(spec, fun, at, dirs, hs)
+    if eps != eps64:
+        h = 10 * eps ** (1 / 3)
+        f, f0, eps = along(spec, fun, at, dirs, hs * (h / hs[0]))
+    d_plus_1, d_minus_1 = (f[:, 0] - f0) / h, (f0 - f[:, 1]) / h
+    d_plus_4, d_minus_4 = (f[:, 2] - f0) / (h / 4), (f0 - f[:, 3]) / (h / 4)
+    gap1, gap4 = d_plus_1 - d_minus_1, d_plus_4 - d_minus_4
+    size = np.abs(d_plus_4) + np.abs(d_minus_4) + 1e3 * eps * abs(f0) / h
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(gap4) / size
+        persistent = np.abs(gap4) > 0.6 * np.abs(gap1)
+    is_kink = (rel > rel_threshold) & persistent
+    return {"kink": bool(np.any(is_kink)), "eps": eps,
+            "max_relative_gap": float(np.nanmax(np.where(persistent, rel, 0.0))),
+            "one_sided": [(float(a), float(b)) for a, b in zip(d_plus_4, d_minus_4)]}
