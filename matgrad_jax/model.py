@@ -53,6 +53,10 @@ class Model:
         arguments, shared by all rows), e.g. ``{"X": 0, "U": 0}`` for ``‖X − UVᵀ‖² +
         λ(‖U‖² + ‖V‖²)``. :func:`~matgrad_jax.solve_rows` shards those axes over the devices;
         None: the model declares no such rows.
+      defaults: ``{data argument name: value}`` used where the data leave that argument out;
+        None: the defaults of ``value``'s signature (``lam=0.05`` in ``def f(U, V, X,
+        lam=0.05)`` makes ``lam`` optional data). Not batched: a default is shared by every
+        problem of a batch.
     """
 
     name: str
@@ -66,6 +70,7 @@ class Model:
     source: str = ""
     solver_options: Mapping | None = field(default=None)
     rows: Mapping | None = field(default=None)
+    defaults: Mapping | None = field(default=None)
 
     def __post_init__(self):
         if not callable(self.value):
@@ -83,6 +88,7 @@ class Model:
         object.__setattr__(self, "solver_options", _solver_options(self.name,
                                                                    self.solver_options))
         object.__setattr__(self, "rows", _rows(self.name, self.rows, self.arg_names))
+        object.__setattr__(self, "defaults", _data_defaults(self))
 
     @classmethod
     def from_derivation(cls, derivation: Any) -> Model:
@@ -141,7 +147,8 @@ class Model:
     def args(self, params: tuple, data: Mapping) -> tuple:
         """All arguments in order, from the parameters (argnums order) and the data by name."""
         by_pos = dict(zip(self.argnums, params))
-        return tuple(by_pos[i] if i in by_pos else data[n] for i, n in enumerate(self.arg_names))
+        return tuple(by_pos[i] if i in by_pos else data[n] if n in data else self.defaults[n]
+                     for i, n in enumerate(self.arg_names))
 
     def objective(self, data: Mapping) -> Callable:
         """``f(*params)``: the objective with the data fixed."""
@@ -203,8 +210,9 @@ class Model:
         """Check ``data`` (and ``init``) once, on the host.
 
         Args:
-          data: the data arguments by name (every one of :attr:`data_names`; extra keys are an
-            error, so a misspelt name is not silently ignored).
+          data: the data arguments by name (every one of :attr:`data_names` that has no
+            default in :attr:`defaults`; extra keys are an error, so a misspelt name is not
+            silently ignored).
           stacked: every array has a leading batch axis of one common size.
           init: starting parameters: a dict by :attr:`param_names`, or a tuple in argnums
             order (stacked like the data); None where the model has a closed-form solve.
@@ -217,7 +225,7 @@ class Model:
         if not isinstance(data, Mapping):
             raise InputError(f"data: expected a dict of arrays named by {self.data_names}, "
                              f"got {type(data).__name__}")
-        missing = [n for n in self.data_names if n not in data]
+        missing = [n for n in self.data_names if n not in data and n not in self.defaults]
         extra = sorted(set(map(str, data)) - set(self.data_names))
         if missing:
             raise InputError(f"data: missing array(s) {', '.join(missing)} for model "
@@ -227,7 +235,7 @@ class Model:
             raise InputError(f"data: unexpected array(s) {', '.join(extra)} for model "
                              f"{self.name!r} (its data are {', '.join(self.data_names) or 'none'};"
                              f" its parameters {', '.join(self.param_names)} go in init)")
-        arrays = {n: _real(n, data[n]) for n in self.data_names}
+        arrays = {n: _real(n, data[n]) for n in self.data_names if n in data}
         blocks = None
         if init is not None:
             if isinstance(init, Mapping):
@@ -267,6 +275,28 @@ class Model:
             raise InputError(f"init: model {self.name!r} has no closed-form solve, so it needs "
                              f"starting values {', '.join(self.param_names)}")
         return arrays, blocks, batch
+
+
+def _data_defaults(model: Model) -> dict:
+    """The data arguments' defaults: ``model.defaults`` checked, or ``value``'s signature."""
+    import inspect
+
+    data = set(model.data_names)
+    if model.defaults is not None:
+        if not isinstance(model.defaults, Mapping):
+            raise InputError(f"defaults: expected a dict of data arguments' values, got "
+                             f"{type(model.defaults).__name__}")
+        unknown = sorted(set(map(str, model.defaults)) - data)
+        if unknown:
+            raise InputError(f"defaults: {', '.join(unknown)} are not data arguments of "
+                             f"{model.name!r} (its data are {', '.join(model.data_names)})")
+        return dict(model.defaults)
+    try:
+        params = inspect.signature(model.value).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params
+            if p.name in data and p.default is not inspect.Parameter.empty}
 
 
 def _param_domains(model: Model) -> dict | None:

@@ -267,3 +267,71 @@ def test_a_model_declares_what_its_method_needs():
     with pytest.raises(mg.InputError, match=r"solver_options\['alternating'\] of 'bad'"):
         mg.register("bad", examples.mf_objective, examples.mf_gradient, argnums=(0, 1),
                     example_args=examples.mf_example, solver_options={"alternating": [1]})
+
+
+def _lam_objective(U, V, X, lam=0.05):
+    return examples.mf_objective(U, V, X) + (lam - 0.1) * (jnp.sum(U**2) + jnp.sum(V**2))
+
+
+def _lam_gradient(U, V, X, lam=0.05):
+    gU, gV = examples.mf_gradient(U, V, X)
+    return gU + 2 * (lam - 0.1) * U, gV + 2 * (lam - 0.1) * V
+
+
+def test_a_default_argument_is_optional_data(tmp_path):
+    """``def f(U, V, X, lam=0.05)``: lam is data with a default, used where the data leave it
+    out (fit, solve_batch, ``matgrad fit --model``) and overridden where they give it."""
+    mg.register("test/mf_lam", _lam_objective, _lam_gradient, argnums=(0, 1),
+                example_args=examples.mf_example, replace=True)
+    model = Model.from_derivation("test/mf_lam")
+    assert model.data_names == ("X", "lam") and model.defaults == {"lam": 0.05}
+    U0_, V0_, X_ = examples.mf_example()
+    init = {"U": U0_, "V": V0_}
+    res = mg.fit("test/mf_lam", data={"X": X_}, init=init, method="lbfgs")
+    assert bool(res.converged)
+    g = _lam_gradient(*res.params, X_)  # stationary for lam = 0.05, not for another lam
+    g0 = _lam_gradient(U0_, V0_, X_)
+    assert float(jnp.linalg.norm(g[0])) < 1e-5 * float(jnp.linalg.norm(g0[0]))
+    other = mg.fit("test/mf_lam", data={"X": X_, "lam": np.float64(0.5)}, init=init,
+                   method="lbfgs")
+    assert float(jnp.linalg.norm(_lam_gradient(*other.params, X_, 0.5)[0])) < 1e-4
+    assert float(other.value) > float(res.value)
+
+    stacked = mg.solve_batch({"X": X[:2]}, model="test/mf_lam",
+                             init={"U": U0[:2], "V": V0[:2]}, method="lbfgs")
+    for i in range(2):
+        one = mg.fit("test/mf_lam", data={"X": X[i]}, init={"U": U0[i], "V": V0[i]},
+                     method="lbfgs", verify="off")
+        np.testing.assert_allclose(stacked[0][i] @ stacked[1][i].T,
+                                   one.params[0] @ one.params[1].T, rtol=1e-6, atol=1e-8)
+    with pytest.raises(mg.InputError, match="defaults: nope are not data arguments"):
+        Model("m", _lam_objective, _lam_gradient, (0, 1), ("U", "V", "X", "lam"),
+              defaults={"nope": 1.0})
+
+    (tmp_path / "lam.py").write_text(textwrap.dedent("""\
+        import jax.numpy as jnp
+        import numpy as np
+        import matgrad_jax as mg
+
+        def f(U, V, X, lam=0.05):
+            return jnp.sum((X - U @ V.T) ** 2) + lam * (jnp.sum(U ** 2) + jnp.sum(V ** 2))
+
+        def g(U, V, X, lam=0.05):
+            E = X - U @ V.T
+            return -2 * E @ V + 2 * lam * U, -2 * E.T @ U + 2 * lam * V
+
+        def example(seed=0):
+            r = np.random.default_rng(seed)
+            return tuple(jnp.asarray(r.standard_normal(s)) for s in ((12, 3), (8, 3), (12, 8)))
+
+        mg.register("mf/lam", f, g, argnums=(0, 1), example_args=example)
+    """))
+    r = np.random.default_rng(2)
+    np.savez(tmp_path / "d.npz", X=r.standard_normal((12, 8)), U0=r.standard_normal((12, 3)),
+             V0=r.standard_normal((8, 3)))
+    proc = subprocess.run(_cli("fit", "d.npz", "--model", "lam.py:mf/lam", "--method", "lbfgs",
+                               "--out", tmp_path / "o"), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0, proc.stderr
+    with np.load(tmp_path / "o" / "solution.npz") as z:
+        assert set(z.files) == {"U", "V"}

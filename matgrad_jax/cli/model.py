@@ -52,7 +52,7 @@ def load_model_data(args, model) -> tuple[dict, tuple, str]:
     starts = tuple(f"{p}0" for p in model.param_names)
     known = model.data_names + starts
     data = read_named(args, known)
-    missing = [k for k in model.data_names if k not in data]
+    missing = [k for k in model.data_names if k not in data and k not in model.defaults]
     if missing:
         raise InputError(f"DATA: missing array(s) {', '.join(missing)}, the data of model "
                          f"{model.name!r} (found: {', '.join(array_names(args.data)) or 'none'};"
@@ -62,7 +62,7 @@ def load_model_data(args, model) -> tuple[dict, tuple, str]:
         raise InputError(f"DATA: missing starting value(s) {', '.join(missing)} (model "
                          f"{model.name!r} has no closed-form solve: DATA must hold "
                          f"{', '.join(starts)})")
-    arrays, blocks, _ = model.prepare({k: data[k] for k in model.data_names},
+    arrays, blocks, _ = model.prepare({k: data[k] for k in model.data_names if k in data},
                                       init=tuple(data[k] for k in starts))
     dtype = np.dtype(args.dtype)
     arrays = {k: a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a
