@@ -22,11 +22,12 @@ from . import programs
 from ._checks import InputError, check_block_gradient, check_blocks, check_solver_options
 from ._typing import ArrayLike
 from .solvers.alternating import alternating_stepper
+from .solvers.backtracking_lbfgs import lbfgs_backtracking_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper, optax_stepper
 from .solvers.result import MISMATCH, REASONS, RUNNING, SolveResult
 from .solvers.stepper import Stepper, run
 
-METHODS = ("auto", "alternating", "lbfgs", "adam", "cg")
+METHODS = ("auto", "alternating", "lbfgs", "lbfgs_backtracking", "adam", "cg")
 AUTO_METHOD = "lbfgs"
 """What ``method="auto"`` runs on an objective with no exact solve: optax L-BFGS was fastest to a
 1e-8 gap on users' factorisations (``../shared/PERF-NOTES.md``: 57 iterations at (60, 40, 5),
@@ -88,6 +89,8 @@ def _stepper(fun, blocks, grad, method, opts) -> Stepper:
         return alternating_stepper(fun, blocks, grad=grad, **opts)
     if method == "lbfgs":
         return lbfgs_stepper(fun, blocks, grad=grad, **opts)
+    if method == "lbfgs_backtracking":
+        return lbfgs_backtracking_stepper(fun, blocks, grad=grad, **opts)
     if method == "adam":
         return adam_stepper(fun, blocks, grad=grad, **opts)
     if method == "cg":
@@ -140,8 +143,10 @@ def minimize(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Call
         ``jax.grad`` of ``fun``.
       method: ``"auto"`` (L-BFGS for an objective without an exact solve, recorded in
         ``result.method``), ``"alternating"`` (the seed's block-coordinate descent, exact line
-        search), ``"lbfgs"``, ``"adam"``, ``"cg"`` (quadratics), or any optax
-        ``GradientTransformation``.
+        search), ``"lbfgs"`` (optax's, zoom line search), ``"lbfgs_backtracking"`` (one
+        evaluation per loop step: the fastest under ``vmap``, see
+        :func:`~matgrad_jax.solvers.lbfgs_backtracking`), ``"adam"``, ``"cg"`` (quadratics), or
+        any optax ``GradientTransformation``.
       verify: ``"start"`` (default): audit it at ``init`` before any
         iteration (on the host: not under ``jit``); ``"always"``: also check it along a random
         direction every ``verify_every`` iterations inside the loop, stopping with reason

@@ -278,11 +278,17 @@ def _lam_gradient(U, V, X, lam=0.05):
     return gU + 2 * (lam - 0.1) * U, gV + 2 * (lam - 0.1) * V
 
 
-def test_a_default_argument_is_optional_data(tmp_path):
-    """``def f(U, V, X, lam=0.05)``: lam is data with a default, used where the data leave it
-    out (fit, solve_batch, ``matgrad fit --model``) and overridden where they give it."""
+@pytest.fixture
+def lam_derivation():
     mg.register("test/mf_lam", _lam_objective, _lam_gradient, argnums=(0, 1),
                 example_args=examples.mf_example, replace=True)
+    yield "test/mf_lam"
+    mg.unregister("test/mf_lam")  # the registry is per process: leave it as found
+
+
+def test_a_default_argument_is_optional_data(tmp_path, lam_derivation):
+    """``def f(U, V, X, lam=0.05)``: lam is data with a default, used where the data leave it
+    out (fit, solve_batch, ``matgrad fit --model``) and overridden where they give it."""
     model = Model.from_derivation("test/mf_lam")
     assert model.data_names == ("X", "lam") and model.defaults == {"lam": 0.05}
     U0_, V0_, X_ = examples.mf_example()
@@ -335,3 +341,31 @@ def test_a_default_argument_is_optional_data(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "o" / "solution.npz") as z:
         assert set(z.files) == {"U", "V"}
+
+
+def test_lbfgs_backtracking_resumes_from_a_checkpoint_bit_for_bit(tmp_path):
+    """The one-evaluation-per-step L-BFGS through the chunked fit behind ``matgrad fit
+    --model``: stopped at a checkpoint, saved, read back and resumed, it ends where an
+    uninterrupted fit ends, bit for bit."""
+    from matgrad_jax.fit_model import fit_model_chunked
+    from matgrad_jax.io import load_tree, save_tree
+
+    model = Model.from_derivation("examples/mf/right")
+    U0_, V0_, X_ = examples.mf_example()
+    opts = dict(method="lbfgs_backtracking", max_iters=60, tol=0.0, gtol=0.0)
+    whole = fit_model_chunked(model, {"X": X_}, (U0_, V0_), **opts)
+    saved = []
+
+    def on_chunk(state, final):
+        if not saved and int(state.k) >= 10:
+            save_tree(tmp_path / "c.npz", state, {"k": int(state.k)})
+            saved.append(state)
+
+    fit_model_chunked(model, {"X": X_}, (U0_, V0_), checkpoint_every=10, on_chunk=on_chunk,
+                      **opts)
+    state, meta = load_tree(tmp_path / "c.npz", saved[0])
+    assert meta["k"] == 10 and type(state).__name__ == "LBFGSState"
+    resumed = fit_model_chunked(model, {"X": X_}, (U0_, V0_), state=state, **opts)
+    assert int(resumed.iterations) == int(whole.iterations) == 60
+    for a, b in zip(resumed.params, whole.params):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

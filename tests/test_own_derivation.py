@@ -71,7 +71,7 @@ def test_register_decorator_and_listing():
         names = [d.name for d in mg.derivations()]
         assert names[:11] == [d.name for d in mg.derivations(builtin=True)]
         assert {"test/lsq", "test/lsq_wrong"} <= set(names)
-        assert [d.name for d in mg.derivations("test/")] == ["test/lsq", "test/lsq_wrong"]
+        assert [d.name for d in mg.derivations("test/lsq")] == ["test/lsq", "test/lsq_wrong"]
         assert audit_derivation(mg.derivations("test/lsq_wrong")[0]).diagnosis == "scale:0.5"
     finally:
         mg.unregister("test/lsq")

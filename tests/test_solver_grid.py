@@ -73,6 +73,7 @@ SOLVERS = {
     "alternating_armijo": (functools.partial(mg.alternating_minimize, max_iters=3000,
                                              tol=1e-13, line_search="armijo"), 1e-6),
     "lbfgs": (functools.partial(solvers.lbfgs, max_iters=500), 1e-9),
+    "lbfgs_backtracking": (functools.partial(solvers.lbfgs_backtracking, max_iters=500), 1e-9),
     "adam": (functools.partial(solvers.adam, max_iters=3000, learning_rate=3e-2), 1e-3),
     "minimize_auto": (functools.partial(mg.minimize, verify="off"), 1e-9),
 }

@@ -4,6 +4,8 @@ import numpy as np
 import optax
 import pytest
 
+import matgrad_jax as mg
+from matgrad_jax import solvers
 from matgrad_jax._checks import InputError
 from matgrad_jax.fit import fit, fit_chunked, fit_problem
 from matgrad_jax.problems import channel, gram
@@ -214,3 +216,59 @@ def test_solver_options_zero_and_traced_values_pass():
     its = jax.vmap(lambda t: fit(prob, method="alternating", tol=t).iterations)(
         jnp.array([1e-4, 1e-12]))
     assert int(its[0]) < int(its[1])
+
+
+# -- L-BFGS with a backtracking search, one evaluation per loop step -------------------------------
+
+
+def _x64(on):
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(on)
+    from jax.experimental import disable_x64, enable_x64
+
+    return enable_x64() if on else disable_x64()
+
+
+@pytest.mark.parametrize("x64, dtype", [(True, jnp.float64), (True, jnp.float32),
+                                        (False, jnp.float32)])
+def test_lbfgs_backtracking_reaches_the_factorisation_optimum(x64, dtype):
+    from matgrad_jax import examples
+
+    with _x64(x64):
+        U0, V0, X = examples.mf_example(seed=3, n=11, m=7, r=3, dtype=dtype)  # rectangular
+        res = solvers.lbfgs_backtracking(lambda U, V: examples.mf_objective(U, V, X), (U0, V0),
+                                         grad=lambda U, V: examples.mf_gradient(U, V, X))
+        assert res.params[0].dtype == dtype and bool(res.converged), res.reason
+        fstar = examples.mf_optimum(np.asarray(X, np.float64), 3)
+        gap = (float(res.value) - fstar) / abs(fstar)
+        assert -1e-10 < gap < (1e-9 if dtype == jnp.float64 else 1e-4), gap
+        # the hand gradient is what it runs on: the same as with jax.grad
+        auto = solvers.lbfgs_backtracking(lambda U, V: examples.mf_objective(U, V, X), (U0, V0))
+        np.testing.assert_allclose(float(auto.value), float(res.value),
+                                   rtol=1e-10 if dtype == jnp.float64 else 1e-4)
+
+
+def test_lbfgs_backtracking_in_batches_and_its_stops():
+    from matgrad_jax import examples
+
+    data = [examples.mf_example(seed=s, n=8, m=6, r=2) for s in range(6)]
+    U0, V0, X = (jnp.stack([d[i] for d in data]) for i in range(3))
+
+    def solve(u, v, x):
+        return mg.minimize(lambda U, V: examples.mf_objective(U, V, x), (u, v),
+                           grad=lambda U, V: examples.mf_gradient(U, V, x),
+                           method="lbfgs_backtracking", verify="off")
+
+    batch = jax.jit(jax.vmap(solve))(U0, V0, X)
+    one = jax.jit(solve)
+    for i in range(len(data)):
+        r = one(U0[i], V0[i], X[i])
+        assert bool(r.converged) and int(r.iterations) == int(batch.iterations[i])
+        np.testing.assert_allclose(np.asarray(batch.params[0][i]), np.asarray(r.params[0]),
+                                   rtol=1e-8, atol=1e-10)  # reductions batched: rounding
+    # a function that is NaN off the start: no step is accepted and it never says converged
+    f = lambda x: jnp.where(jnp.all(x == 1.0), jnp.sum(x**2), jnp.nan)
+    r = solvers.lbfgs_backtracking(f, (jnp.ones(3),), grad=lambda x: 2 * x, max_trials=5)
+    assert not bool(r.converged) and r.reason == "no descent possible" and int(r.iterations) == 0
+    with pytest.raises(mg.InputError, match="max_trials"):
+        solvers.lbfgs_backtracking(f, (jnp.ones(3),), max_trials=0)

@@ -16,6 +16,7 @@ from ..solvers import balance_factors
 from .common import machine, print_table, timed_burst, wall_times
 
 METHODS = {"minimize (default)": {},
+           "minimize, method='lbfgs_backtracking'": dict(method="lbfgs_backtracking"),
            "ALS + balance_factors": dict(method="alternating", block_step="newton",
                                          balance=balance_factors)}
 

@@ -45,11 +45,11 @@ from .common import (
 
 
 def _solvers(verify_every: int):
-    def hand(verify):
+    def hand(verify, method="auto"):
         def solve(U, V, X):
             res = minimize(lambda u, v: mf_objective(u, v, X), (U, V),
                            grad=lambda u, v: mf_gradient(u, v, X), verify=verify,
-                           verify_every=verify_every)
+                           verify_every=verify_every, method=method)
             return res.value, res.iterations, res.reason_code
         return jax.jit(solve)
 
@@ -58,6 +58,7 @@ def _solvers(verify_every: int):
         return res.value, res.iterations, res.reason_code
 
     return {"minimize, verify='off'": hand("off"), "minimize, verify='always'": hand("always"),
+            "minimize, method='lbfgs_backtracking'": hand("off", "lbfgs_backtracking"),
             "optax L-BFGS, jax.grad": jax.jit(autodiff)}
 
 

@@ -109,9 +109,9 @@ def cmd_fit(args) -> int:
         from .model import fit_model_cli
 
         return fit_model_cli(args, out, _fail)
-    if args.method == "auto":
-        return _fail("--method auto: for --model fits; seed 1 takes exact, alternating, lbfgs, "
-                     "adam or cg")
+    if args.method in ("auto", "lbfgs_backtracking"):
+        return _fail(f"--method {args.method}: for --model fits; seed 1 takes exact, "
+                     "alternating, lbfgs, adam or cg")
     args.method = args.method or "exact"
     assert args.method in METHODS
     options = dict(method=args.method, max_iters=args.max_iters, tol=args.tol)

@@ -81,7 +81,7 @@ def fit_model_cli(args, out: Path, fail) -> int:
     method = args.method or "auto"
     if method == "exact":
         return fail("--method exact: a registered derivation has no closed-form solve; use "
-                    "auto, alternating, lbfgs, adam or cg")
+                    "auto, alternating, lbfgs, lbfgs_backtracking, adam or cg")
     try:
         model = load_model(args.model)
         data, init, digest = load_model_data(args, model)

@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data")
     f.add_argument("--out", required=True)
     f.add_argument("--method", default=None,
-                   choices=["exact", "auto", "alternating", "lbfgs", "adam", "cg"],
+                   choices=["exact", "auto", "alternating", "lbfgs", "lbfgs_backtracking", "adam",
+                            "cg"],
                    help="seed 1: exact (default), alternating, lbfgs, adam, cg; with --model: "
-                        "auto (default: L-BFGS), alternating, lbfgs, adam, cg")
+                        "auto (default: L-BFGS), alternating, lbfgs, lbfgs_backtracking, adam, cg")
     f.add_argument("--model", default=None, metavar="TARGET:NAME",
                    help="fit the derivation NAME that the file or module TARGET registers "
                         "(DATA: its other arguments by name, starting values <arg>0)")

@@ -5,6 +5,7 @@ every solver's state is a NamedTuple (:mod:`.state`) and its answer a :class:`So
 (:mod:`.result`, with the one termination rule and result builder)."""
 
 from .alternating import alternating_minimize
+from .backtracking_lbfgs import lbfgs_backtracking
 from .baselines import adam, conjugate_gradient, lbfgs, optax_minimize
 from .block_steps import balance_factors
 from .descents import BlockNewton, PreconditionedGradient, block_step
@@ -16,10 +17,11 @@ from .linesearch import (
     exact_step_length,
 )
 from .result import REASONS, History, SolveResult
-from .state import BlockDescentState, CGState, ExactState, OptaxState
+from .state import BlockDescentState, CGState, ExactState, LBFGSState, OptaxState
 
 __all__ = ["REASONS", "BacktrackingStep", "BlockDescentState", "BlockNewton", "CGState",
-           "CurvatureStep", "ExactState", "History", "OptaxState", "PreconditionedGradient",
+           "CurvatureStep", "ExactState", "History", "LBFGSState", "OptaxState",
+           "PreconditionedGradient",
            "SolveResult", "UnitStep", "adam", "alternating_minimize", "armijo_backtracking",
            "balance_factors", "block_step", "conjugate_gradient", "exact_step_length", "lbfgs",
-           "optax_minimize"]
+           "lbfgs_backtracking", "optax_minimize"]

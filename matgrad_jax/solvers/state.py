@@ -84,3 +84,28 @@ class ExactState(NamedTuple):
 
 
 __all__ = ["BlockDescentState", "CGState", "ExactState", "OptaxState"]
+
+
+class LBFGSState(NamedTuple):
+    """:func:`~matgrad_jax.solvers.lbfgs_backtracking`'s state. ``g``, ``d``: the gradient at
+    ``x`` and the search direction, flattened; ``alpha``: the next trial step along ``d``;
+    ``gd = ⟨g, d⟩``; ``S``, ``Y``, ``rho``: the memory, circular buffers written at ``head``
+    (an empty slot has ``rho = 0``); ``gamma``: the initial inverse-Hessian scale; ``trials``:
+    rejected trial points of this step."""
+
+    x: Any
+    f: Array
+    g: Array
+    gnorm0: Array
+    k: Array
+    code: Array
+    history: History
+    d: Array
+    alpha: Array
+    gd: Array
+    S: Array
+    Y: Array
+    rho: Array
+    gamma: Array
+    trials: Array
+    head: Array
