@@ -26,6 +26,7 @@ from .solvers.backtracking_lbfgs import lbfgs_backtracking_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper, optax_stepper
 from .solvers.result import MISMATCH, REASONS, RUNNING, SolveResult
 from .solvers.stepper import Stepper, run
+from .xla_cpu import small_products
 
 METHODS = ("auto", "alternating", "lbfgs", "lbfgs_backtracking", "adam", "cg")
 AUTO_METHOD = "lbfgs"
@@ -174,12 +175,7 @@ def minimize(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Call
         raise InputError(f"on_mismatch: expected one of {ON_MISMATCH}, got {on_mismatch!r}")
     if not isinstance(verify_every, int) or verify_every < 1:
         raise InputError(f"verify_every: expected an int >= 1, got {verify_every!r}")
-    max_iters = 20000 if max_iters is None else max_iters
-    check_solver_options(max_iters=max_iters)
-    chosen = AUTO_METHOD if (isinstance(method, str) and method == "auto") else method
-    if isinstance(chosen, str) and chosen not in METHODS:
-        raise InputError(f"method: expected one of {METHODS} or an optax GradientTransformation,"
-                         f" got {method!r}")
+    chosen, max_iters = _resolved(method, max_iters)
     name = chosen if isinstance(chosen, str) else "optax"
     nb = len(blocks)
     autodiff = jax.grad(fun, argnums=tuple(range(nb)))
@@ -243,11 +239,47 @@ def _start_audit(fun, g, blocks, domains, shared):
     return report
 
 
-def _solve(fun, g, blocks, chosen, opts, always, every, dtype):
-    st = _stepper(fun, blocks, g, chosen, dict(opts))
+def _resolved(method, max_iters):
+    """The method ``"auto"`` stands for, and ``max_iters`` (default 20000), checked."""
+    max_iters = 20000 if max_iters is None else max_iters
+    check_solver_options(max_iters=max_iters)
+    chosen = AUTO_METHOD if (isinstance(method, str) and method == "auto") else method
+    if isinstance(chosen, str) and chosen not in METHODS:
+        raise InputError(f"method: expected one of {METHODS} or an optax GradientTransformation,"
+                         f" got {method!r}")
+    return chosen, max_iters
+
+
+def _problem_stepper(fun, g, blocks, chosen, opts, always, every, dtype) -> Stepper:
+    # the same programs for one problem; under vmap on XLA:CPU small products written out
+    st = _stepper(small_products(fun), blocks, small_products(g), chosen, dict(opts))
     if always:
         st = Stepper(st.state, _verified_step(st.step, fun, g, every, dtype), st.finish)
-    return run(st)
+    return st
+
+
+def _solve(fun, g, blocks, chosen, opts, always, every, dtype):
+    return run(_problem_stepper(fun, g, blocks, chosen, opts, always, every, dtype))
+
+
+def minimize_stepper(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *,
+                     grad: Callable | None = None, method: Any = "auto", verify: str = "off",
+                     verify_every: int = 25, max_iters: int | None = None,
+                     **solver_options: Any) -> Stepper:
+    """The iteration :func:`minimize` runs, as a :class:`~matgrad_jax.solvers.stepper.Stepper`
+    (``state``, ``step``, ``finish``), for a driver of its own: chunks, or the work queue of
+    :func:`~matgrad_jax.solvers.queue.run_queued`. ``verify`` is ``"off"`` or ``"always"``
+    (the checks inside the loop); the start audit is the caller's. Traceable under ``jit`` and
+    ``vmap``."""
+    blocks = check_blocks(init)
+    if verify not in ("off", "always"):
+        raise InputError(f"verify: expected 'off' or 'always' for a stepper, got {verify!r}")
+    chosen, max_iters = _resolved(method, max_iters)
+    g = jax.grad(fun, argnums=tuple(range(len(blocks)))) if grad is None else \
+        _as_tuple_grad(grad)
+    dtype = jnp.finfo(jnp.result_type(jax.tree_util.tree_leaves(blocks)[0])).dtype
+    return _problem_stepper(fun, g, blocks, chosen, dict(max_iters=max_iters, **solver_options),
+                            verify == "always" and grad is not None, verify_every, dtype)
 
 
 @partial(jax.jit, static_argnums=(2,))

@@ -182,7 +182,9 @@ def solve_batch(data: Mapping, *, model: Any = None, method: str | None = None,
         (16 MiB), so that a chunk's intermediates stay in the caches; on other devices, all at
         once (measured in ``docs/performance/xla-cpu.md``).
       options: ``max_iters``, ``tol``, ``gtol``, ``precondition``, ``refine``, ``learning_rate``,
-        ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`).
+        ``matmul_precision`` (see :func:`~matgrad_jax.fit.fit_stepper`). A model also takes
+        ``lanes=N``: each device runs its problems through a work queue of N lanes
+        (:mod:`matgrad_jax.solvers.queue`) instead of all at once under ``vmap``.
 
     Returns:
       ``(R, Q)``, each ``(b, n, m)`` — for a model, its differentiated arrays stacked, in

@@ -35,6 +35,7 @@ def solve_model_batch(data: Mapping | None, model: Any, *, init: Any, method: st
 
     model = as_model(model)
     method = _checked_call(model, method, full_result, verify)
+    lanes = _checked_lanes(options.pop("lanes", None), method, chunk_size)
     if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
                                        and not isinstance(chunk_size, bool) and chunk_size >= 0):
         raise InputError(f"chunk_size: expected None or an integer >= 0, got {chunk_size!r}")
@@ -54,7 +55,7 @@ def solve_model_batch(data: Mapping | None, model: Any, *, init: Any, method: st
                                                  sharding) for a in blocks)
     chunk = 0 if not chunk_size or chunk_size >= padded // ndev else int(chunk_size)
     res = _program(model, placed, x0, mesh, method, "always" if verify == "always" else "off",
-                   opts, bool(full_result), chunk)
+                   opts, bool(full_result), chunk, lanes)
     if padded != b:
         res = jax.tree_util.tree_map(lambda x: x[:b], res)
     if not full_result:
@@ -84,6 +85,22 @@ def _checked_call(model: Model, method: str | None, full_result: bool, verify: s
     return method
 
 
+def _checked_lanes(lanes, method: str, chunk_size) -> int | None:
+    """``lanes``: None (every problem of a device at once, under ``vmap``) or the lanes of a
+    work queue per device (:func:`~matgrad_jax.solvers.queue.run_queued`)."""
+    if lanes is None:
+        return None
+    if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes < 1:
+        raise InputError(f"lanes: expected None or a positive integer, got {lanes!r}")
+    if method == "exact":
+        raise InputError("lanes: a work queue runs an iterative method; method 'exact' has no "
+                         "iterations")
+    if chunk_size:
+        raise InputError(f"lanes: a work queue replaces chunk_size; pass one of them, got "
+                         f"lanes={lanes}, chunk_size={chunk_size}")
+    return int(lanes)
+
+
 def _audit_first(model: Model, arrays, blocks, dt, mismatch) -> None:
     """The hand gradient audited at the first problem (its data and start), on the host."""
     first = to_device({k: a[0] for k, a in arrays.items()}, dt)
@@ -93,9 +110,10 @@ def _audit_first(model: Model, arrays, blocks, dt, mismatch) -> None:
 
 
 @partial(jax.jit, static_argnames=("model", "mesh", "method", "verify", "opts", "full",
-                                   "chunk"))
-def _program(model, arrays, init, mesh, method, verify, opts, full, chunk):
-    from .minimize import minimize
+                                   "chunk", "lanes"))
+def _program(model, arrays, init, mesh, method, verify, opts, full, chunk, lanes=None):
+    from .minimize import minimize, minimize_stepper
+    from .solvers.queue import run_queued
 
     spec = P(mesh.axis_names[0])
     options = dict(opts)
@@ -108,7 +126,14 @@ def _program(model, arrays, init, mesh, method, verify, opts, full, chunk):
                        verify=verify, domains=None, **model.method_options(method, options))
         return res.result if full else res.params
 
+    def make(d, x0):
+        return minimize_stepper(model.objective(d), x0, grad=model.gradient(d), method=method,
+                                verify=verify, **model.method_options(method, options))
+
     def local(d, x0):
+        if lanes:
+            res = run_queued(make, d, x0, lanes=lanes)
+            return res if full else res.params
         if chunk:
             return jax.lax.map(lambda a: one(*a), (d, x0), batch_size=chunk)
         return jax.vmap(one)(d, x0)

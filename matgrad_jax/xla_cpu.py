@@ -17,6 +17,7 @@ Why each exists and what it saved, measured, is in ``docs/performance/xla-cpu.md
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -292,3 +293,106 @@ def _known(options: tuple) -> bool:
         return False
     return True
 
+
+
+# A user's function with its small matrix products batched well
+# --------------------------------------------------------------------------------------------
+
+def small_products(fun: Callable) -> Callable:
+    """``fun`` with each of its 2-d matrix products (``dot_general`` with one contraction and
+    no batch dimensions, at the top level of its program) a product that, for one problem,
+    is the same ``dot_general`` and, under ``vmap`` on XLA:CPU, is written out like
+    :func:`vmapped_matmul` where it is small (:data:`BATCHED_WRITE_OUT`).
+
+    The solvers run a user's objective and gradient through this: a batch of thousands of
+    small problems under ``vmap`` then fuses where XLA:CPU would run one tiny GEMM per problem.
+    Everything else in ``fun`` is bound as traced; outside ``vmap`` its program is ``fun``'s.
+    """
+    @functools.wraps(fun)
+    def wrapped(*args):
+        try:
+            closed, shape = jax.make_jaxpr(fun, return_shape=True)(*args)
+            if any(_rewrites(e) for e in closed.jaxpr.eqns):
+                out = _evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args))
+                return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shape), out)
+        except Exception:  # noqa: BLE001 - fun as written: its own errors say what failed
+            pass
+        return fun(*args)
+
+    return wrapped
+
+
+def _rewrites(eqn) -> bool:
+    if eqn.primitive is not jax.lax.dot_general_p:
+        return False
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    lhs, rhs = (v.aval for v in eqn.invars)
+    if lb or rb or len(lc) != 1 or lhs.ndim != 2 or rhs.ndim != 2:
+        return False
+    if not (jnp.issubdtype(lhs.dtype, jnp.floating) and lhs.dtype == rhs.dtype):
+        return False
+    a, d = lhs.shape[1 - lc[0]], rhs.shape[1 - rc[0]]
+    return lhs.shape[lc[0]] <= BATCHED_WRITE_OUT[0] and a * d <= BATCHED_WRITE_OUT[1]
+
+
+def _evaluate(jaxpr, consts, args):
+    from jax.extend.core import Literal
+
+    env = {}
+    read = lambda v: v.val if isinstance(v, Literal) else env[v]
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    for eqn in jaxpr.eqns:
+        ins = [read(v) for v in eqn.invars]
+        if _rewrites(eqn):
+            try:
+                key = tuple(sorted(eqn.params.items()))
+                hash(key)
+            except TypeError:
+                key = None
+            outs = [_small_dot(key)(*ins)] if key is not None else None
+        else:
+            outs = None
+        if outs is None:
+            params, subfuns = eqn.primitive.get_bind_params(eqn.params), ()
+            if isinstance(params, tuple):  # older JAX: (subfuns, params)
+                subfuns, params = params
+            with eqn.ctx.manager:
+                outs = eqn.primitive.bind(*subfuns, *ins, **params)
+            outs = outs if eqn.primitive.multiple_results else [outs]
+        env.update(zip(eqn.outvars, outs))
+    return [read(v) for v in jaxpr.outvars]
+
+
+@functools.lru_cache(maxsize=256)
+def _small_dot(key):
+    params = dict(key)
+    (lc, rc), _ = params["dimension_numbers"]
+    plain = lambda lhs, rhs: jax.lax.dot_general_p.bind(lhs, rhs, **params)
+
+    @jax.custom_jvp
+    def dot(lhs, rhs):
+        return batched_dot(lhs, rhs)
+
+    @dot.defjvp
+    def _dot_jvp(primals, tangents):
+        (lhs, rhs), (dl, dr) = primals, tangents
+        return dot(lhs, rhs), plain(dl, rhs) + plain(lhs, dr)
+
+    @jax.custom_batching.custom_vmap
+    def batched_dot(lhs, rhs):
+        return plain(lhs, rhs)
+
+    @batched_dot.def_vmap
+    def _batched_dot_vmap(axis_size, in_batched, lhs, rhs):
+        lhs, rhs = batched(axis_size, tuple(in_batched), (lhs, rhs))
+
+        def written(lhs, rhs):
+            X = lhs if lc == (1,) else jnp.swapaxes(lhs, 1, 2)
+            Y = rhs if rc == (0,) else jnp.swapaxes(rhs, 1, 2)
+            out = jax.vmap(_written_out)(X, Y)
+            return out.astype(params.get("preferred_element_type") or out.dtype)
+
+        return jax.lax.platform_dependent(lhs, rhs, cpu=written, default=jax.vmap(plain)), True
+
+    return dot

@@ -32,6 +32,7 @@ from .result import (
     build_result,
     default_tolerances,
     empty_history,
+    entry,
     record,
     stopping_code,
 )
@@ -153,7 +154,7 @@ def lbfgs_backtracking_stepper(fun, init, *, grad=None, max_iters=1000, tol=None
         return LBFGSState(
             x=unravel(sel(xt, x)), f=sel(ft, s.f), g=sel(gt, s.g), gnorm0=s.gnorm0, k=k,
             code=code,
-            history=record(s.history, k, sel(ft, s.f), sel(gtn, s.history.grad_norms[s.k])),
+            history=record(s.history, k, sel(ft, s.f), sel(gtn, entry(s.history.grad_norms, s.k))),
             d=sel(d, s.d), alpha=sel(jnp.ones_like(s.alpha), shrunk), gd=sel(gd, s.gd),
             S=S, Y=Y, rho=rho, gamma=gamma, trials=trials, head=head)
 

@@ -99,7 +99,7 @@ def build_result(state, *, converged_codes=CONVERGED_CODES, converged=None,
         finite &= jnp.all(jnp.isfinite(leaf))
     if converged is None:
         converged = jnp.isin(state.code, jnp.asarray(converged_codes))
-    gnorm = state.history.grad_norms[state.k] if grad_norm is None else grad_norm
+    gnorm = entry(state.history.grad_norms, state.k) if grad_norm is None else grad_norm
     code = jnp.where(finite, state.code, NONFINITE).astype(jnp.asarray(state.code).dtype)
     return SolveResult(state.x, state.f, state.k, converged & finite, code, gnorm,
                        state.history)
@@ -111,7 +111,16 @@ def empty_history(max_iters: int, dtype) -> History:
 
 
 def record(history: History, k, value, grad_norm) -> History:
-    return History(history.values.at[k].set(value), history.grad_norms.at[k].set(grad_norm))
+    """Entry ``k`` set to (value, grad_norm). Buffers shorter than ``max_iters + 1`` are a
+    window written modulo their length (the work queue of :mod:`.queue` keeps two entries per
+    lane and the full buffers outside the loop); full-length buffers are written at ``k``."""
+    i = k % history.values.shape[0]
+    return History(history.values.at[i].set(value), history.grad_norms.at[i].set(grad_norm))
+
+
+def entry(buffer, k):
+    """Entry ``k`` of a history buffer, full-length or a window (see :func:`record`)."""
+    return buffer[k % buffer.shape[0]]
 
 
 def default_tolerances(dtype, tol, gtol):
