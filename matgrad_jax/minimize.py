@@ -302,7 +302,53 @@ def _solve_shared(fun, g, blocks, chosen, opts, always, every, dtype, shared=Non
         shared = _traced(fun, g, blocks)
     if plain and shared is not None:
         return _shared(shared, tuple(blocks), static)
-    return _solve(fun, g, blocks, chosen, opts, always, every, dtype)
+    return _solve_in_place(fun, g, blocks, chosen, opts, always, every, dtype)
+
+
+QUEUE_LANES = 256
+"""Under ``vmap`` a solve of :data:`QUEUED_METHODS` runs as a work queue of at most this many
+lanes (:func:`~matgrad_jax.solvers.queue.run_queued`; measured in
+``docs/performance/history.md``)."""
+QUEUED_METHODS = ("lbfgs_backtracking", "lbfgs", "alternating")
+"""The methods whose ``vmap`` is a work queue: those measured faster so (4096 small
+factorisations: 1.6×, 1.1–1.3× and 1.8×); ``adam`` and ``cg`` run under plain ``vmap``."""
+
+
+def _solve_in_place(fun, g, blocks, chosen, opts, always, every, dtype):
+    """The solve traced where it is called. Under ``vmap`` it is a work queue: problems that
+    stop hand their lanes to the next ones, instead of every lane running until the slowest
+    stops. The functions' closed-over values (a batch's data, under ``vmap``) become arguments
+    (``jax.closure_convert``) so that the batching rule sees them."""
+    from .solvers.queue import run_queued
+    from .xla_cpu import batched
+
+    if not (isinstance(chosen, str) and chosen in QUEUED_METHODS):
+        return _solve(fun, g, blocks, chosen, opts, always, every, dtype)
+    try:
+        fun_c, cf = jax.closure_convert(fun, *blocks)
+        g_c, cg = jax.closure_convert(g, *blocks)
+    except Exception:  # noqa: BLE001 - not convertible: the plain loop, where errors say why
+        return _solve(fun, g, blocks, chosen, opts, always, every, dtype)
+
+    dtypes = [jnp.result_type(b) for b in blocks]
+    cast = lambda b: [x.astype(t) for x, t in zip(b, dtypes)]  # the converted programs' dtypes
+
+    def make(x0, cf, cg):
+        return _problem_stepper(lambda *b: fun_c(*cast(b), *cf), lambda *b: g_c(*cast(b), *cg),
+                                x0, chosen, opts, always, every, dtype)
+
+    @jax.custom_batching.custom_vmap
+    def solve(x0, cf, cg):
+        return run(make(x0, cf, cg))
+
+    @solve.def_vmap
+    def _solve_vmap(axis_size, in_batched, x0, cf, cg):
+        x0, cf, cg = batched(axis_size, tuple(tuple(b) for b in in_batched), (x0, cf, cg))
+        res = run_queued(lambda d, x: make(x, *d), (cf, cg), x0,
+                         lanes=min(axis_size, QUEUE_LANES))
+        return res, jax.tree_util.tree_map(lambda _: True, res)
+
+    return solve(tuple(blocks), tuple(cf), tuple(cg))
 
 
 def _ours(value) -> bool:

@@ -1,8 +1,9 @@
 """A batch of a user's problems: ``jit(vmap(minimize))`` of many small factorisations
 ``‖X − UVᵀ‖² + λ(‖U‖² + ‖V‖²)`` against a Python loop of one jitted solve (timed over
 ``loop_sample`` problems and scaled), for the default method (L-BFGS), the one-evaluation
-L-BFGS, ALS with balancing (``method="alternating", block_step="newton",
-balance=balance_factors``) and the work queue of ``solve_batch(model=..., lanes=...)``. Run by
+L-BFGS and ALS with balancing (``method="alternating", block_step="newton",
+balance=balance_factors``). Under ``vmap`` each runs as a work queue
+(:data:`matgrad_jax.minimize.QUEUED_METHODS`). Run by
 ``matgrad bench batch --model mf``; the JSON is ``batch_mf_<platform>_<dtype>.json``."""
 
 from __future__ import annotations
@@ -19,26 +20,7 @@ from .common import machine, print_table, timed_burst, wall_times
 METHODS = {"minimize (default)": {},
            "minimize, method='lbfgs_backtracking'": dict(method="lbfgs_backtracking"),
            "ALS + balance_factors": dict(method="alternating", block_step="newton",
-                                         balance=balance_factors),
-           "work queue (lanes=256), method='lbfgs_backtracking'": dict(
-               method="lbfgs_backtracking", lanes=256)}
-"""A row with ``lanes`` runs the work queue of ``solve_batch(model=..., lanes=...)``
-(:func:`matgrad_jax.solvers.queue.run_queued`) under ``jit``, returning what the other rows
-return; its loop is of the same method's solve."""
-
-
-def _queued(opts):
-    from ..minimize import minimize_stepper
-    from ..solvers.queue import run_queued
-
-    def make(X, x0):
-        return minimize_stepper(lambda u, v: mf_objective(u, v, X), x0,
-                                grad=lambda u, v: mf_gradient(u, v, X), method=opts["method"])
-
-    def solve(U, V, X):
-        r = run_queued(make, X, (U, V), lanes=opts["lanes"])
-        return r.value, r.iterations, r.converged
-    return jax.jit(solve)
+                                         balance=balance_factors)}
 
 
 def _solver(opts):
@@ -56,12 +38,8 @@ def run(batch: int, size, dtype: str, loop_sample: int, repeats: int) -> dict:
     per = [(U0[i], V0[i], X[i]) for i in range(min(loop_sample, batch))]
     results = []
     for name, opts in METHODS.items():
-        if "lanes" in opts:
-            single = jax.jit(_solver({k: v for k, v in opts.items() if k != "lanes"}))
-            batched = _queued(opts)
-        else:
-            solve = _solver(opts)
-            batched, single = jax.jit(jax.vmap(solve)), jax.jit(solve)
+        solve = _solver(opts)
+        batched, single = jax.jit(jax.vmap(solve)), jax.jit(solve)
         out = jax.block_until_ready(batched(U0, V0, X))
         jax.block_until_ready(single(*per[0]))
 
