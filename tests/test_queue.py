@@ -30,8 +30,8 @@ def _make(method):
     return make
 
 
-@pytest.mark.parametrize("method", ["lbfgs_backtracking", "lbfgs", "alternating"])
-@pytest.mark.parametrize("lanes", [1, 3])
+@pytest.mark.parametrize("method, lanes", [("lbfgs_backtracking", 1), ("lbfgs_backtracking", 3),
+                                           ("lbfgs", 3), ("alternating", 3)])
 def test_the_queue_gives_each_problem_its_own_solve(method, lanes):
     """Problem i's result (parameters, value, iterations, reason, history) is the one its own
     solve gives, whatever the lanes, also for a problem that stops at its start."""
@@ -115,3 +115,27 @@ def test_small_products_leave_other_programs_alone():
                        (lambda x: jnp.sum(x @ x.T), A[:, 0])]:
         np.testing.assert_allclose(jax.vmap(xla_cpu.small_products(fun))(batch),
                                    jax.vmap(fun)(batch), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["lbfgs_backtracking", "lbfgs", "alternating"])
+def test_vmap_of_minimize_gives_each_problem_its_own_solve(method):
+    """``jax.vmap(minimize)`` (a work queue for these methods) with the data batched, and with
+    only the starts batched (the data closed over, unbatched), with the checks inside the loop:
+    each lane is its problem's own solve."""
+    U0, V0, X = _problems(jnp.float64)
+
+    def solve(u, v, x):
+        r = mg.minimize(lambda a, b: examples.mf_objective(a, b, x), (u, v),
+                        grad=lambda a, b: examples.mf_gradient(a, b, x), method=method,
+                        verify="always", max_iters=300)
+        return r.value, r.iterations, r.reason_code, r.params[0] @ r.params[1].T
+
+    single = jax.jit(solve)
+    by_data = jax.jit(jax.vmap(solve))(U0, V0, X)
+    by_start = jax.jit(jax.vmap(lambda u, v: solve(u, v, X[0])))(U0, V0)
+    for lanes, data in ((by_data, X), (by_start, jnp.stack([X[0]] * B))):
+        for i in range(B):
+            one = single(U0[i], V0[i], data[i])
+            assert int(lanes[1][i]) == int(one[1]) and int(lanes[2][i]) == int(one[2])
+            np.testing.assert_allclose(lanes[0][i], one[0], rtol=1e-10)
+            np.testing.assert_allclose(lanes[3][i], one[3], rtol=1e-8, atol=1e-10)
