@@ -309,9 +309,10 @@ QUEUE_LANES = 256
 """Under ``vmap`` a solve of :data:`QUEUED_METHODS` runs as a work queue of at most this many
 lanes (:func:`~matgrad_jax.solvers.queue.run_queued`; measured in
 ``docs/performance/history.md``)."""
-QUEUED_METHODS = ("lbfgs_backtracking", "lbfgs", "alternating")
-"""The methods whose ``vmap`` is a work queue: those measured faster so (4096 small
-factorisations: 1.6×, 1.1–1.3× and 1.8×); ``adam`` and ``cg`` run under plain ``vmap``."""
+QUEUED_METHODS = ("lbfgs_backtracking",)
+"""The methods whose ``vmap`` is a work queue. ``lbfgs`` and ``alternating`` were faster so too
+(4096 small factorisations: 1.1–1.3× and 1.8×), but a queue compiles about a third longer; they
+run under plain ``vmap`` unless ``solve_batch(..., lanes=N)`` asks for the queue."""
 
 
 def _solve_in_place(fun, g, blocks, chosen, opts, always, every, dtype):

@@ -117,9 +117,9 @@ def test_small_products_leave_other_programs_alone():
                                    jax.vmap(fun)(batch), rtol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["lbfgs_backtracking", "lbfgs", "alternating"])
+@pytest.mark.parametrize("method", ["lbfgs_backtracking"])
 def test_vmap_of_minimize_gives_each_problem_its_own_solve(method):
-    """``jax.vmap(minimize)`` (a work queue for these methods) with the data batched, and with
+    """``jax.vmap(minimize)`` (a work queue for this method) with the data batched, and with
     only the starts batched (the data closed over, unbatched), with the checks inside the loop:
     each lane is its problem's own solve."""
     U0, V0, X = _problems(jnp.float64)

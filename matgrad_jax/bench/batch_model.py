@@ -2,7 +2,7 @@
 ``‖X − UVᵀ‖² + λ(‖U‖² + ‖V‖²)`` against a Python loop of one jitted solve (timed over
 ``loop_sample`` problems and scaled), for the default method (L-BFGS), the one-evaluation
 L-BFGS and ALS with balancing (``method="alternating", block_step="newton",
-balance=balance_factors``). Under ``vmap`` each runs as a work queue
+balance=balance_factors``). Under ``vmap`` the one-evaluation L-BFGS runs as a work queue
 (:data:`matgrad_jax.minimize.QUEUED_METHODS`). Run by
 ``matgrad bench batch --model mf``; the JSON is ``batch_mf_<platform>_<dtype>.json``."""
 

@@ -106,8 +106,9 @@ def run_queued(make: Callable[[Any, Any], Stepper], data: Any, init: Any, *, lan
         # every round, not under lax.cond: a cond would copy the full histories it carries
         return refill(c, refills)
 
-    c = refill((lane_state, lane_data, lane_init, slot, jnp.zeros((), int), out, hist,
-                jnp.zeros((), int)), lanes)
+    # the lanes start idle and fill ``refills`` a round: one traced start (compile time halves)
+    c = (lane_state, lane_data, lane_init, slot, jnp.zeros((), int), out, hist,
+         jnp.zeros((), int))
     c = jax.lax.while_loop(lambda c: c[-1] < b, body, c)
     out, hist = c[5], c[6]
     finish = make(_rows(data, 0), _rows(init, 0)).finish
