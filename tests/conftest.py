@@ -1,6 +1,36 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+# One XLA compilation cache for the whole run: the suite's processes (xdist workers, the CLI,
+# notebook kernels, benchmark and subprocess tests inherit the environment) compile many of the
+# same programs, and most of the suite's time is compiling. It starts empty in each run, so no
+# test sees a program compiled by an earlier run, and it goes when the run ends. Setting
+# JAX_COMPILATION_CACHE_DIR yourself keeps your own (or "" switches it off in jax). The size cap
+# turns on jax's file lock (the filelock package), so concurrent writers never leave a reader a
+# half-written entry.
+try:
+    import filelock  # noqa: F401
+except ImportError:  # without the lock, run without the cache rather than risk a torn entry
+    filelock = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and filelock is not None:
+    _cache_dir = tempfile.mkdtemp(prefix="matgrad-test-xla-cache-")
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(16 << 30))
+
+# XLA:CPU's LLVM back end at its lowest optimisation level: the suite is mostly compiling
+# small programs, and this takes about a quarter off its time (the same HLO passes run, and
+# floating-point semantics are the same; only the machine code is less tuned). Benchmarks and
+# the package never set it. Tests that build an environment of their own pass SUITE_XLA_FLAGS.
+SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["MATGRAD_SUITE_XLA_FLAGS"] = SUITE_XLA_FLAGS
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAGS}".strip()
 
 import jax  # noqa: E402
 

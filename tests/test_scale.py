@@ -20,7 +20,8 @@ HERE = Path(__file__).parent
 
 def _env(devices):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
+                        f"{os.environ.get('MATGRAD_SUITE_XLA_FLAGS', '')}").strip()
     return env
 
 
@@ -94,7 +95,7 @@ def test_two_processes_with_jax_distributed(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "summary.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {**os.environ, "XLA_FLAGS": os.environ.get("MATGRAD_SUITE_XLA_FLAGS", "")}
     procs = [subprocess.Popen(
         [sys.executable, "-m", "matgrad_jax.multihost", "--coordinator", f"127.0.0.1:{port}",
          "--num-processes", "2", "--process-id", str(i), "--local-devices", "2",

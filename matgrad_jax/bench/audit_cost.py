@@ -172,7 +172,9 @@ def _fresh_process(tool: str, n: int, dtype: str) -> dict:
     """Import, build and audit in a new Python process; its result comes back in a file."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
-        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        # cold means nothing compiled before: no persistent compilation cache, default flags
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR")}
         proc = subprocess.run([sys.executable, "-c", _WORKER, tool, str(n), dtype, out],
                               env=env, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
