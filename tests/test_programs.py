@@ -1,6 +1,8 @@
 """Compiled audit programs are shared between functions that trace to the same program (a
 notebook cell run again), and never stale: a changed array, scalar or derivative rule is seen."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,3 +142,110 @@ def test_callbacks_are_never_shared():
     f = lambda x: jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)  # noqa
     assert not programs.trace(f, arr(3))[1]
     assert programs.trace(lambda x: jnp.sum(jax.jit(jnp.tanh)(x)), arr(3))[1]
+
+
+# -- a trace is reused only while everything the function reads is the same ------------------
+
+SCALE = 2.0
+HELPERS = [1.0]
+
+
+def _helper(x):
+    return SCALE * jnp.sum(x ** 2)
+
+
+def _counting_make_jaxpr(monkeypatch):
+    traced = []
+    real = jax.make_jaxpr
+
+    def counting(fn, *a, **k):
+        traced.append(fn)
+        return real(fn, *a, **k)
+
+    monkeypatch.setattr(programs.jax, "make_jaxpr", counting)
+    return traced
+
+
+def _value(fn, *args):
+    t, _ = programs.trace(fn, *args)
+    return float(t(*args))
+
+
+def test_an_unchanged_function_is_not_traced_again(monkeypatch):
+    traced = _counting_make_jaxpr(monkeypatch)
+    A = arr(4, 3)
+    f = lambda x: _helper(A @ x)  # noqa: E731
+    x = arr(3, 2)
+    v = _value(f, x)
+    g = lambda x: _helper(A @ x)  # noqa: E731 - redefined, the same code and values
+    assert _value(g, x) == v and len(traced) == 1
+    assert _value(f, arr(3, 2)) != v and len(traced) == 1  # other values, same shapes
+    _value(f, arr(3, 5))  # other shapes: traced
+    assert len(traced) == 2
+
+
+def test_whatever_the_function_reads_is_seen_when_it_changes(monkeypatch):
+    global SCALE, _helper
+    x = arr(3, 2)
+    A_np = np.array(arr(4, 3))
+    f = lambda x: _helper(jnp.asarray(A_np) @ x) + HELPERS[0]  # noqa: E731
+    v = _value(f, x)
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 3.0)  # a global a helper reads
+    v_scale = _value(f, x)
+    assert v_scale != v
+    A_np *= 2  # a NumPy array changed in place
+    v_array = _value(f, x)
+    assert v_array != v_scale
+    HELPERS[0] = 5.0  # a list mutated
+    assert _value(f, x) == v_array + 4.0
+    old = _helper
+    try:
+        _helper = lambda x: jnp.sum(x)  # noqa: E731 - a helper redefined
+        assert _value(f, x) == float(jnp.sum(jnp.asarray(A_np) @ x)) + 5.0
+    finally:
+        _helper = old
+    from matgrad_jax import _depends
+
+    plain = _depends.key(f, (x,))[0]
+    with jax.default_matmul_precision("highest"):  # a setting that changes what is traced
+        assert _depends.key(f, (x,))[0] != plain
+    assert _depends.key(f, (x.astype(jnp.float32),))[0] != plain
+
+
+def test_module_attributes_defaults_and_objects(monkeypatch):
+    import types
+
+    from matgrad_jax import _depends
+
+    mod = types.ModuleType("user_settings")
+    mod.lam = 1.0
+    x = arr(3)
+    f = lambda x: mod.lam * jnp.sum(x)  # noqa: E731
+    v = _value(f, x)
+    mod.lam = 2.0
+    assert _value(f, x) == 2 * v
+
+    def with_default(x, c=[1.0]):  # noqa: B006 - a mutable default, mutated below
+        return c[0] * jnp.sum(x)
+
+    w = _value(with_default, x)
+    with_default.__defaults__[0][0] = 3.0
+    assert _value(with_default, x) == 3 * w
+
+    class Model:
+        scale = 1.0
+
+        def loss(self, x):
+            return self.scale * jnp.sum(x)
+
+    m = Model()
+    assert _depends.key(m.loss, (x,)) is None  # an object's attributes: never keyed
+    u = _value(m.loss, x)
+    m.scale = 4.0
+    assert _value(m.loss, x) == 4 * u
+
+    @jax.jit
+    def under_jit(y):  # a tracer in the closure: never keyed
+        return _depends.key(lambda z: jnp.sum(y * z), (x,)) is None
+
+    assert under_jit(x)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import matgrad_jax as mg
-from matgrad_jax import examples, solvers
+from matgrad_jax import examples, programs, solvers
 
 # -- problems: (objective(*blocks, data), hand gradient, data, start, invariant, f*) ------------
 
@@ -151,6 +151,7 @@ def test_no_retrace_per_iteration_or_per_data(solver):
 
     def run(max_iters):
         traces.update(f=0, g=0)
+        programs._TRACES.clear()  # minimize would reuse the first solve's trace of f and g
         fun = lambda *b: f(*b, P["data"])  # noqa: E731
         grad = lambda *b: g(*b, P["data"])  # noqa: E731
         res = solve(fun, P["start"], grad=grad, max_iters=max_iters)
