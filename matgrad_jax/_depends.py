@@ -129,6 +129,8 @@ class _Key:
         if isinstance(value, types.FunctionType):
             if _library(getattr(value, "__module__", None)):
                 parts.append(("lib", value.__module__, value.__qualname__))
+                for cell in value.__closure__ or ():  # a library's factory-made function:
+                    self.add(cell.cell_contents)  # keyed by what it was made with too
                 return
             self._function(value)
             return

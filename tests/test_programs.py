@@ -6,6 +6,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from matgrad_jax import check_gradient, programs
 
@@ -249,3 +250,19 @@ def test_module_attributes_defaults_and_objects(monkeypatch):
         return _depends.key(lambda z: jnp.sum(y * z), (x,)) is None
 
     assert under_jit(x)
+
+
+def test_a_library_made_function_is_keyed_by_what_it_was_made_with():
+    import optax
+
+    from matgrad_jax import _depends
+
+    x = arr(3)
+    keys, values = [], []
+    for lr in (0.1, 0.2):
+        schedule = optax.linear_schedule(lr, 0.0, 10)  # an optax closure over lr
+        f = lambda x, s=schedule: s(0) * jnp.sum(x)  # noqa: E731
+        keys.append(_depends.key(f, (x,)))
+        values.append(_value(f, x))
+    assert keys[0] is None or keys[0][0] != keys[1][0]
+    assert values[1] == pytest.approx(2 * values[0])
