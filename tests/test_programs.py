@@ -41,14 +41,7 @@ def test_a_reaudit_traces_only_the_users_functions(monkeypatch):
     cache by their structure: a re-audit traces fun and the hand gradient, nothing else."""
     A, M, X = arr(7, 5), arr(7, 3), arr(5, 3)
     assert check_gradient(*cell(A, M), (X,)).passed
-    traced = []
-    real = jax.make_jaxpr
-
-    def counting(fn, *a, **k):
-        traced.append(fn)
-        return real(fn, *a, **k)
-
-    monkeypatch.setattr(programs.jax, "make_jaxpr", counting)
+    traced = _counting_make_jaxpr(monkeypatch)
     assert check_gradient(*cell(A, M), (X,)).passed
     # fun in the arguments' dtype and in float64, the hand gradient once
     assert len(traced) == 3
