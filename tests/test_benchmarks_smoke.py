@@ -95,11 +95,38 @@ def test_plots_and_readme_section_from_json(results, tmp_path):
     assert "Batches" in text and "cold ms" in text and "spectral" in text
 
 
-def test_wrapper_scripts_and_cli_help():
-    for path in sorted((ROOT / "benchmarks").glob("bench_*.py")):
-        proc = subprocess.run([sys.executable, str(path), "--help"], capture_output=True,
-                              text=True, timeout=120)
-        assert proc.returncode == 0 and "usage" in proc.stdout, (path, proc.stderr[-500:])
+_RUN_SCRIPTS = r"""
+import contextlib, io, json, runpy, sys
+out, target, paths = {}, sys.argv[1], sys.argv[2:]
+for path in paths:
+    sys.argv = [path, "--help"]
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(text):
+            runpy.run_path(path, run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out[path] = [code, text.getvalue()]
+with open(target, "w") as fh:  # a file of its own, not the shared stdout
+    json.dump(out, fh)
+"""
+
+
+def test_wrapper_scripts_and_cli_help(tmp_path):
+    """Each ``benchmarks/bench_*.py`` runs as a script (``--help``), all in one fresh process
+    (as a script each: ``__main__``, its own ``sys.path`` line), without the package on the path
+    beforehand."""
+    paths = [str(p) for p in sorted((ROOT / "benchmarks").glob("bench_*.py"))]
+    assert paths
+    out = tmp_path / "help.json"
+    proc = subprocess.run([sys.executable, "-c", _RUN_SCRIPTS, str(out), *paths],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done = json.loads(out.read_text())
+    assert sorted(done) == paths
+    for path, (code, text) in done.items():
+        assert code == 0 and "usage" in text, (path, code, text[-500:])
 
 
 def test_gpu_suite_script_parses_and_names_existing_scripts():

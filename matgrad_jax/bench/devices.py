@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from matgrad_jax.bench.batch import make_batch
 from matgrad_jax.problems import channel
 from matgrad_jax.scale import device_mesh
 b, size, method, repeats, d = json.loads(sys.argv[1])
+out = sys.argv[2]
 devices = jax.devices()[:d]
 arrays = dict(zip(channel.DATA_NAMES, (np.asarray(a) for a in make_batch(b, tuple(size),
                                                                           "float64"))))
@@ -40,8 +42,9 @@ for _ in range(repeats):
     t0 = time.perf_counter()
     jax.block_until_ready(solve_batch(arrays, method=method, mesh=mesh))
     times.append(time.perf_counter() - t0)
-print(json.dumps({"devices": len(devices), "platform": devices[0].platform,
-                  "median_s": float(np.median(times))}))
+with open(out, "w") as fh:  # a file of its own: the runtime may write to stdout too
+    json.dump({"devices": len(devices), "platform": devices[0].platform,
+               "median_s": float(np.median(times))}, fh)
 """
 
 
@@ -51,18 +54,21 @@ def run_one(d, b, size, method, repeats, platform, timeout=90):
         env["JAX_PLATFORMS"] = "cpu"
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                             f" --xla_force_host_platform_device_count={d}")
-    try:
-        proc = subprocess.run([sys.executable, "-c", _WORKER,
-                               json.dumps([b, size, method, repeats, d])],
-                              env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        # XLA:CPU with several forced host devices sometimes never returns from a large
-        # batched program (jaxlib 0.10.2); record it instead of waiting forever.
-        print(f"  {d} device(s), {method}: no result within {timeout} s (hung)", flush=True)
-        return {"devices": d, "platform": platform, "median_s": None, "hung": True}
-    if proc.returncode != 0:
-        raise RuntimeError(f"device count {d}: {proc.stderr.strip().splitlines()[-1]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        try:
+            proc = subprocess.run([sys.executable, "-c", _WORKER,
+                                   json.dumps([b, size, method, repeats, d]), out],
+                                  env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # XLA:CPU with several forced host devices sometimes never returns from a large
+            # batched program (jaxlib 0.10.2); record it instead of waiting forever.
+            print(f"  {d} device(s), {method}: no result within {timeout} s (hung)", flush=True)
+            return {"devices": d, "platform": platform, "median_s": None, "hung": True}
+        if proc.returncode != 0:
+            raise RuntimeError(f"device count {d}: {proc.stderr.strip().splitlines()[-1]}")
+        with open(out) as fh:
+            return json.load(fh)
 
 
 def _over_rounds(runs: list[dict]) -> dict:
