@@ -317,9 +317,27 @@ def mapped(fn: Callable, leaves, axes, *, max_bytes: int = 1 << 27):
 
 # -- programs built from traced functions: compiled once per structure, never re-traced -------
 
-@partial(jax.jit, static_argnums=(0, 3))
-def _apply(program, fns, args, static):
+@partial(jax.jit, static_argnums=(0, 1, 2, 5))
+def _apply(program, structures, index, consts, args, static):
+    fns = tuple(Traced(s, [consts[i] for i in idx]) for s, idx in zip(structures, index))
     return program(fns, *args, static=static)
+
+
+def _shared_consts(fns) -> tuple[tuple, tuple]:
+    """The arrays the traced functions close over, each once (by identity), and where each
+    function's come from: the hand gradient and the objective of one audit close over the same
+    data, and one program argument for both lets XLA share what they compute alike (``A @ X``
+    of ``‖AX − M‖²`` and of its hand gradient) instead of computing it twice."""
+    consts, where, index = [], {}, []
+    for f in fns:
+        idx = []
+        for c in f.consts:
+            if id(c) not in where:
+                where[id(c)] = len(consts)
+                consts.append(c)
+            idx.append(where[id(c)])
+        index.append(tuple(idx))
+    return tuple(consts), tuple(index)
 
 
 def apply(program: Callable, fns, args, *, static=(), differentiates: bool = False):
@@ -331,7 +349,9 @@ def apply(program: Callable, fns, args, *, static=(), differentiates: bool = Fal
     it, runs through :func:`call` instead (its composite traced afresh and keyed by its text)."""
     fns = tuple(fns)
     if all(f.shareable and not (differentiates and f.rules) for f in fns):
-        return _apply(program, fns, tuple(args), static)
+        consts, index = _shared_consts(fns)
+        return _apply(program, tuple(f.structure for f in fns), index, consts, tuple(args),
+                      static)
     return call(lambda *a: program(fns, *a, static=static), *args)
 
 

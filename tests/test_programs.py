@@ -116,6 +116,27 @@ def test_apply_mapped_matches_vmap_chunked_or_not():
                                                      max_bytes=1 << 24), want)
 
 
+def test_functions_closing_over_the_same_data_share_one_program_argument():
+    """The objective and the hand gradient of an audit close over the same arrays: the program
+    built from both takes each array once (so XLA can share ``A @ x`` between them), and a
+    second array of equal shape is still its own argument, with its own values."""
+    A, B = arr(5, 4), arr(5, 4)
+    f, _ = programs.trace(lambda x: jnp.sum((A @ x) ** 2), arr(4))
+    g, _ = programs.trace(lambda x: 2 * A.T @ (A @ x), arr(4))
+    h, _ = programs.trace(lambda x: B @ x, arr(4))
+    consts, index = programs._shared_consts((f, g, h))
+    assert len(consts) == 2 and index[0] == index[1] != index[2]
+
+    def point(fns, x, *, static):
+        return fns[0](x), fns[1](x), fns[2](x)
+
+    xs = arr(3, 4)
+    got = programs.apply_mapped(point, (f, g, h), (xs,), (0,))
+    want = (jnp.sum((xs @ A.T) ** 2, axis=1), 2 * (xs @ A.T) @ A, xs @ B.T)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 def test_flops_counts_products_loops_and_branches():
     A, B = arr(5, 7), arr(7, 3)
     assert programs.flops(programs.trace(lambda a, b: a @ b, A, B)[0]) == 2 * 5 * 7 * 3
