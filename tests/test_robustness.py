@@ -86,16 +86,19 @@ def test_solve_batch_singular_and_non_finite():
     assert res.reason[1] == "non-finite value"
 
 
-def test_cli_singular_data_exit_2_and_nothing_written(tmp_path):
+def test_cli_singular_data_exit_2_and_nothing_written(tmp_path, capsys):
+    from matgrad_jax import cli  # in this process: the exit codes and stderr are main's own
+
     data = tmp_path / "d.npz"
-    assert _run("example", "--out", str(data), "--m", "6", "--k", "2").returncode == 0
+    assert cli.main(["example", "--out", str(data), "--m", "6", "--k", "2"]) == 0
+    capsys.readouterr()
     for method in ("exact", "alternating"):
-        proc = _run("fit", str(data), "--out", str(tmp_path / "o"), "--method", method)
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-        assert "singular" in proc.stderr and "--ridge" in proc.stderr
+        rc = cli.main(["fit", str(data), "--out", str(tmp_path / "o"), "--method", method])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1, err
+        assert "singular" in err and "--ridge" in err
         assert not (tmp_path / "o").exists()
-    proc = _run("fit", str(data), "--out", str(tmp_path / "o"), "--ridge", "1e-3")
-    assert proc.returncode == 0, proc.stderr
+    assert cli.main(["fit", str(data), "--out", str(tmp_path / "o"), "--ridge", "1e-3"]) == 0
 
 
 def test_cli_non_finite_fit_exits_3_writing_nothing(tmp_path, monkeypatch, capsys):
