@@ -266,6 +266,9 @@ def load_targets(targets: Sequence[str]) -> list[str]:
                 sys.path.insert(0, str(path.resolve().parent))
                 try:
                     spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(mod_name, None)  # no half-run module left behind
+                    raise
                 finally:
                     sys.path.remove(str(path.resolve().parent))
             else:

@@ -98,7 +98,7 @@ def test_examples_are_users_derivations_and_audited():
 
 # -- the command line and pytest -----------------------------------------------------------------
 
-def test_matgrad_audit_a_users_file(tmp_path):
+def test_matgrad_audit_a_users_file(tmp_path, monkeypatch, capsys):
     (tmp_path / "mf.py").write_text(MF_FILE)
     proc = _matgrad("audit", "mf.py", "--json", "out.json", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
@@ -113,9 +113,14 @@ def test_matgrad_audit_a_users_file(tmp_path):
                             ("no_such.module", "no_such.module: cannot import")):
         if target == "broken.py":
             (tmp_path / target).write_text("import nonexistent_module_x\n")
-        proc = _matgrad("audit", target, cwd=tmp_path)
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-        assert proc.stderr.count("\n") == 1
+        from matgrad_jax import cli  # refused before any audit: in this process
+
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        rc = cli.main(["audit", target])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err, err
+        assert err.count("\n") == 1
 
 
 def test_pytest_matgrad_collects_one_item_per_derivation(tmp_path):
