@@ -107,20 +107,32 @@ def test_matgrad_audit_a_users_file(tmp_path, monkeypatch, capsys):
     with_seeds = _matgrad("audit", "mf.py", "--builtin", "--filter", "frobenius/general",
                           cwd=tmp_path)
     assert "gram/frobenius/general" in with_seeds.stdout and "mf/" not in with_seeds.stdout
+    from matgrad_jax import cli  # the refusals come before any audit: in this process
+
+    monkeypatch.chdir(tmp_path)
     for target, message in (("missing.py", "missing.py: no such file"),
                             ("broken.py", "broken.py: cannot import: ModuleNotFoundError: No "
                                           "module named 'nonexistent_module_x'"),
                             ("no_such.module", "no_such.module: cannot import")):
         if target == "broken.py":
             (tmp_path / target).write_text("import nonexistent_module_x\n")
-        from matgrad_jax import cli  # refused before any audit: in this process
-
-        monkeypatch.chdir(tmp_path)
         capsys.readouterr()
         rc = cli.main(["audit", target])
         err = capsys.readouterr().err
         assert rc == 2 and message in err, err
         assert err.count("\n") == 1
+    # a registration whose example is not a tuple of arguments: named, one line, exit 2
+    (tmp_path / "dict_example.py").write_text(textwrap.dedent("""\
+        import jax.numpy as jnp
+        import matgrad_jax as mg
+        mg.register("me/dict_example", lambda x: jnp.sum(x ** 2), lambda x: 2 * x, argnums=0,
+                    example_args=lambda seed=0: {"x": jnp.ones(3)})
+        """))
+    capsys.readouterr()
+    rc = cli.main(["audit", "dict_example.py"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "me/dict_example: args: expected a tuple of fun's arguments" in err, err
 
 
 def test_pytest_matgrad_collects_one_item_per_derivation(tmp_path):

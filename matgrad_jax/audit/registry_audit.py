@@ -3,6 +3,7 @@ registered derivation chain line by line."""
 
 from __future__ import annotations
 
+from .._checks import InputError
 from ..registry import Derivation, chains, derivations
 from .check import check_gradient
 from .derivation_report import DerivationReport
@@ -11,10 +12,15 @@ from .report import GradientReport
 
 
 def audit_derivation(d: Derivation, *, seed: int = 0, **options) -> GradientReport:
-    """:func:`check_gradient` on one registered derivation at its example arguments."""
-    return check_gradient(d.objective, d.gradient, d.example_args(seed), argnums=d.argnums,
-                          arg_names=d.arg_names, seed=seed, name=d.name, source=d.source,
-                          **{"domains": d.domains, **options})
+    """:func:`check_gradient` on one registered derivation at its example arguments; a
+    mistake in the registration (``example_args`` returning a dict, say) raises
+    :class:`~matgrad_jax.InputError` naming the derivation."""
+    try:
+        return check_gradient(d.objective, d.gradient, d.example_args(seed), argnums=d.argnums,
+                              arg_names=d.arg_names, seed=seed, name=d.name, source=d.source,
+                              **{"domains": d.domains, **options})
+    except InputError as exc:
+        raise InputError(f"{d.name}: {exc}") from None
 
 
 def audit_hessian(d: Derivation, *, seed: int = 0, **options) -> GradientReport:

@@ -64,7 +64,10 @@ def cmd_audit(args) -> int:
     else:
         keep = {d.name for d in derivations()}
         keep_chains = {c.name for c in chains()}
-    reports = audit_all(args.filter, names=keep)
+    try:
+        reports = audit_all(args.filter, names=keep)
+    except InputError as exc:  # a registration's own mistake: one line, exit 2
+        return _fail(str(exc))
     rows, chain_reports, cells, selected = _with_chains(reports, args.filter, keep_chains)
     if not reports and not chain_reports:
         return _fail(f"--filter {args.filter!r}: matches no derivation (names: "
