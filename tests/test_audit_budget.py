@@ -79,6 +79,65 @@ def test_float32_screen_with_x64_on_and_off(enable):
         assert not bad.passed and bad.diagnosis == "sign" and bad.budget["screened"]
 
 
+@pytest.mark.parametrize("enable", [True, False])
+def test_float32_screen_needs_no_float64_pass_and_says_so(enable):
+    """Below float64 the screen compares with jax.grad in the working dtype: within 14 eps at
+    every point implies the float64 criterion, and the report says that was the reference,
+    with the example point judged against float64 too."""
+    with x64(enable):
+        f, g, X, A, M = least_squares(280, 250, 140, dtype=jnp.float32)
+        r = check_gradient(f, g, (X,))
+        eps = float(np.finfo(np.float32).eps)
+        assert r.passed and r.budget["mode"] == "screen" and r.reference_dtype == "float32"
+        assert r.tolerance == pytest.approx(14 * eps) and 0 <= r.max_rel_error <= r.tolerance
+        p = r.precision
+        assert p["implied"] and p["hand_rel_error"] == pytest.approx(r.max_rel_error)
+        assert p["example_float64"]["rel_error"] <= p["example_float64"]["tolerance"]
+        assert "bounds its error against the float64 truth" in r.message
+        assert r.taylor["passed"] and r.kink and not r.kink["kink"]
+        # a wrong factor of 1 + 1e-4 still fails, diagnosed by the full float64 audit
+        bad = check_gradient(f, lambda X: g(X) * (1 + 1e-4), (X,))
+        assert not bad.passed and bad.budget["screened"] and bad.reference_dtype == "float64"
+        assert bad.diagnosis.startswith("scale")
+
+
+def test_float32_screen_sends_an_error_below_float32s_resolution_to_the_full_audit():
+    """A formula off by 3e-7 (below what float32 resolves: the screen's comparison passes it)
+    is caught where its formula is evaluated in float64 at the example point; auto and full
+    agree."""
+    f, g, X, A, M = least_squares(280, 250, 140, dtype=jnp.float32)
+    off = lambda X: g(X) * (1 + 3e-7)  # noqa: E731 - runs in float64 on float64 input
+    auto = check_gradient(f, off, (X,))
+    full = check_gradient(f, off, (X,), budget="full")
+    assert not full.passed and not auto.passed and auto.budget["screened"]
+    assert auto.diagnosis == full.diagnosis
+
+
+def test_the_screen_line_matches_the_taylor_and_kink_tests():
+    """lines.screen (Taylor and kink from one program) judges as lines.taylor and lines.kink."""
+    from matgrad_jax.audit import lines, spec
+
+    A = rng.standard_normal((7, 5))
+    x = rng.standard_normal(5)
+    f = lambda x: jnp.sum(jnp.tanh(A @ x) ** 2)  # noqa: E731
+    S = spec.build(f, (x,), 0, None, None, False)
+    v = (rng.standard_normal((1, 5)),)
+    g = np.asarray(jax.grad(f)(jnp.asarray(x)))
+    t, k = lines.screen(S, f, (x,), (g,), v)
+    full = lines.taylor(S, f, (x,), (g,), v)
+    assert not k["kink"] and t["linear_term"][0] < 1e-8 and full["linear_term"][0] < 1e-8
+    assert abs(t["slopes"][0] - 2) < 0.2
+    t_bad, _ = lines.screen(S, f, (x,), (g * 1.01,), v)
+    assert t_bad["linear_term"][0] > 1e-3
+    relu = lambda x: jnp.sum(jnp.abs(x))  # noqa: E731 - a kink at 0
+    S0 = spec.build(relu, (np.zeros(5),), 0, None, None, False)
+    _, k0 = lines.screen(S0, relu, (np.zeros(5),), (np.zeros(5),), v)
+    assert k0["kink"] and lines.kink(S0, relu, (np.zeros(5),), v)["kink"]
+    for eps in (np.finfo(np.float64).eps, np.finfo(np.float32).eps, 2.0 ** -7):
+        hs, j = lines.screen_steps(float(eps))
+        assert len(hs) == lines.SCREEN_STEPS and hs[0] <= 1 and hs[j + 1] == hs[j] / 4
+
+
 def test_budget_is_checked():
     f, g, X, *_ = least_squares(5, 4, 3)
     with pytest.raises(InputError, match="budget: expected one of"):

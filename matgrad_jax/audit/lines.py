@@ -61,11 +61,21 @@ def along(spec: Spec, fun, at: tuple, dirs: tuple, hs: np.ndarray) -> tuple:
     """``fun(at + h v)`` for every h and direction (shape ``(ndir, nh)``) and ``fun(at)``, in
     float64 where JAX can (else in the arguments' dtype); untraceable code point by point.
     The (direction, h) pairs are one mapped axis, chunked so memory stays bounded."""
-    F = _functions(spec, fun)
     ndir = int(np.shape(dirs[0])[0])
-    hs_all = np.concatenate([[0.0], np.asarray(hs, np.float64)])  # h = 0: f(at), same program
-    idx = np.repeat(np.arange(ndir, dtype=np.int32), len(hs_all))
-    hh = np.tile(hs_all, ndir)
+    hs = np.asarray(hs, np.float64)
+    idx = np.repeat(np.arange(ndir, dtype=np.int32), len(hs))
+    flat, f0, eps = along_pairs(spec, fun, at, dirs, idx, np.tile(hs, ndir))
+    return flat.reshape(ndir, len(hs)), f0, eps
+
+
+def along_pairs(spec: Spec, fun, at: tuple, dirs: tuple, idx, hh, *, hi: bool = True) -> tuple:
+    """``fun(at + hh[j] dirs[idx[j]])`` for each pair ``j`` (any mix of directions and steps,
+    one program) and ``fun(at)``: ``(values, f0, eps)``, ``eps`` the rounding unit of the values.
+    ``hi``: in float64 where JAX can (else in the arguments' dtype); ``hi=False``: in the
+    arguments' own dtype."""
+    F = _functions(spec, fun)
+    idx = np.concatenate([[0], np.asarray(idx, np.int32)]).astype(np.int32)
+    hh = np.concatenate([[0.0], np.asarray(hh, np.float64)])  # h = 0: f(at), same program
     point_bytes = sum(int(np.asarray(at[i]).size) * 8 for i in spec.diff)
 
     def run(cast, hi):
@@ -78,23 +88,24 @@ def along(spec: Spec, fun, at: tuple, dirs: tuple, hs: np.ndarray) -> tuple:
             flat = programs.apply_mapped(_on_line, (t,), (at_c, d_c, idx, hh),
                                          (None, None, 0, 0), static=spec.diff,
                                          point_bytes=point_bytes)
-            both = np.asarray(flat, np.float64).reshape(ndir, len(hs_all))
-            fh, f0 = both[:, 1:], both[0, 0]
+            vals = np.asarray(flat, np.float64)
+            fh, f0 = vals[1:], float(vals[0])
         except Exception:  # noqa: BLE001 - untraceable user code: evaluate on concrete arrays
             f = F.fun
-            fh = [[float(np.real(f(*_insert(at_c, spec.diff,
-                                            [at_c[i] + h * d[c] for i, d in zip(spec.diff, d_c)]
-                                            )))) for h in hs] for c in range(ndir)]
+            fh = [float(np.real(f(*_insert(at_c, spec.diff,
+                                           [at_c[i] + h * d[c] for i, d in zip(spec.diff, d_c)]
+                                           )))) for c, h in zip(idx[1:], hh[1:])]
             f0 = float(np.real(f(*at_c)))
         return np.asarray(fh, np.float64), float(f0), _output_eps(F, at_c, spec, hi)
 
-    try:
-        with float64():
-            fh, f0, eps = run(up, True)
-            if np.all(np.isfinite(fh)) or not np.isfinite(f0):
-                return fh, f0, eps
-    except Exception:  # noqa: BLE001 - fun does not run in float64: use its own dtype
-        pass
+    if hi:
+        try:
+            with float64():
+                fh, f0, eps = run(up, True)
+                if np.all(np.isfinite(fh)) or not np.isfinite(f0):
+                    return fh, f0, eps
+        except Exception:  # noqa: BLE001 - fun does not run in float64: use its own dtype
+            pass
     return run(np.asarray, False)
 
 
@@ -125,13 +136,19 @@ def taylor(spec: Spec, fun: Callable, at: tuple, grads: tuple, dirs: tuple, *, n
     """
     hs = ratio ** -np.arange(n_h)
     fh, f0, eps = along(spec, fun, at, dirs, hs)
+    dd, size = _claimed(grads, dirs)
+    return remainder(hs, fh, f0, eps, dd, size, ratio)
+
+
+def _claimed(grads, dirs):
+    """The claimed directional derivatives ``⟨g, v⟩`` along each direction and the scale
+    ``‖g‖‖v‖/√N`` their errors are measured against."""
     dd = real_inner([up(g) for g in grads], [up(d) for d in dirs])
     n_entries = sum(int(np.asarray(g).size) for g in grads)
     gnorm = np.sqrt(sum(float(np.sum(np.abs(up(g)) ** 2)) for g in grads))
     vnorm = np.sqrt(sum(np.sum(np.abs(up(d)) ** 2, axis=tuple(range(1, np.ndim(d))))
                         for d in dirs))
-    size = np.maximum(gnorm * vnorm / np.sqrt(max(n_entries, 1)), 1e-300)
-    return remainder(hs, fh, f0, eps, dd, size, ratio)
+    return dd, np.maximum(gnorm * vnorm / np.sqrt(max(n_entries, 1)), 1e-300)
 
 
 def remainder(hs, fh, f0, eps, dd, size, ratio: float = 4.0) -> dict:
@@ -195,6 +212,13 @@ def kink(spec: Spec, fun: Callable, at: tuple, dirs: tuple, *, rel_threshold=1e-
     if eps != eps64:
         h = 10 * eps ** (1 / 3)
         f, f0, eps = along(spec, fun, at, dirs, hs * (h / hs[0]))
+    return one_sided(f, f0, eps, h, rel_threshold)
+
+
+def one_sided(f, f0, eps, h, rel_threshold=1e-3) -> dict:
+    """The kink judgement of :func:`kink` on values already computed: ``f[c]`` holds
+    ``f(x + s v_c)`` for ``s = h, −h, h/4, −h/4``, ``f0 = f(x)``, ``eps`` the rounding unit."""
+    f = np.asarray(f, np.float64)
     d_plus_1, d_minus_1 = (f[:, 0] - f0) / h, (f0 - f[:, 1]) / h
     d_plus_4, d_minus_4 = (f[:, 2] - f0) / (h / 4), (f0 - f[:, 3]) / (h / 4)
     gap1, gap4 = d_plus_1 - d_minus_1, d_plus_4 - d_minus_4
@@ -206,3 +230,56 @@ def kink(spec: Spec, fun: Callable, at: tuple, dirs: tuple, *, rel_threshold=1e-
     return {"kink": bool(np.any(is_kink)), "eps": eps,
             "max_relative_gap": float(np.nanmax(np.where(persistent, rel, 0.0))),
             "one_sided": [(float(a), float(b)) for a, b in zip(d_plus_4, d_minus_4)]}
+
+
+SCREEN_STEPS = 7
+"""Steps of the screen's Taylor test (:func:`screen`): ``4⁻ᵏ`` for seven consecutive ``k``
+around the dtype's best step."""
+
+
+def screen_steps(eps: float) -> tuple[np.ndarray, int]:
+    """The screen's Taylor steps for values rounded at ``eps``, and the index of the kink
+    test's step ``h`` among them (``h/4`` is the next). The kink step is ``4⁻ᵏ`` nearest
+    ``10·eps^(1/3)`` (what :func:`kink` uses); the Taylor steps run from two coarser to four
+    finer, which brackets the step where Richardson's truncation and ``f``'s rounding balance
+    (``~eps^(1/3)``), and never exceed 1 (a tangent on an SPD domain stays inside for
+    ``|h| <= 1``)."""
+    k_kink = max(0, int(round(np.log(1 / (10 * eps ** (1 / 3))) / np.log(4))))
+    k0 = max(0, k_kink - 2)
+    return 4.0 ** -np.arange(k0, k0 + SCREEN_STEPS), k_kink - k0
+
+
+def screen(spec: Spec, fun: Callable, at: tuple, grads: tuple, dirs: tuple, *, hi: bool = True,
+           rel_threshold=1e-3) -> tuple[dict, dict]:
+    """The Taylor remainder along ``dirs[0]`` and the kink test along every direction, from
+    one program of ``fun`` on the line: :data:`SCREEN_STEPS` values along the first direction
+    (two of them the kink test's ``h`` and ``h/4``), ``−h`` and ``−h/4`` along it, ``±h`` and
+    ``±h/4`` along each other direction, and ``fun(at)``: ``7 + 4·ndir − 1`` values where
+    :func:`taylor` and :func:`kink` take 14 and ``4·ndir + 1``. ``hi``: in float64 where JAX
+    can, else in the arguments' own dtype (:func:`along_pairs`). Returns ``(taylor, kink)``
+    as :func:`remainder` and :func:`one_sided` do."""
+    ndir = int(np.shape(dirs[0])[0])
+    eps = _output_eps(_functions(spec, fun), at, spec, False)
+    if hi:
+        eps = min(eps, float(np.finfo(np.float64).eps))
+
+    def pairs(eps):
+        hs, j = screen_steps(eps)
+        h = hs[j]
+        idx = [0] * (len(hs) + 2) + [c for c in range(1, ndir) for _ in range(4)]
+        hh = list(hs) + [-h, -h / 4] + [h, -h, h / 4, -h / 4] * (ndir - 1)
+        return hs, j, h, np.asarray(idx, np.int32), np.asarray(hh)
+
+    hs, j, h, idx, hh = pairs(eps)
+    vals, f0, got = along_pairs(spec, fun, at, dirs, idx, hh, hi=hi)
+    if got != eps:  # ran in another precision than planned: its own steps
+        hs, j, h, idx, hh = pairs(got)
+        vals, f0, got = along_pairs(spec, fun, at, dirs, idx, hh, hi=hi)
+    n = len(hs)
+    fh = vals[:n][None]
+    first = [vals[j], vals[n], vals[j + 1], vals[n + 1]]
+    rest = vals[n + 2:].reshape(ndir - 1, 4) if ndir > 1 else np.zeros((0, 4))
+    dd, size = _claimed(grads, tuple(d[:1] for d in dirs))
+    t = remainder(hs, fh, f0, got, dd, size)
+    k = one_sided(np.vstack([np.asarray(first)[None], rest]), f0, got, h, rel_threshold)
+    return t, k

@@ -57,6 +57,8 @@ class Evaluation:
     tol: np.ndarray = None  # (points,)
     total: np.ndarray = None
     fd: dict = field(default_factory=dict)
+    implied: bool = False  # the screen below float64: ref in the working dtype (TOL_IMPLIED)
+    example64: dict | None = None  # the screen's float64 check of the example point
 
     # -- comparison ----------------------------------------------------------------------------
     def _proj(self, blocks):
@@ -94,6 +96,15 @@ class Evaluation:
         self.err_work = err_work
         ref64 = self.ref_dtype == "float64"
         e_ref = None
+        if self.implied:  # the screen: d <= TOL_IMPLIED eps implies the float64 criterion
+            tol = compare.point_tolerance(n, rtol=None, work=self.work, formula64=False,
+                                          implied=True)
+            self.err, self.err_work, self.tol, self.total = err_work, err_work, tol, total
+            judged = np.where(np.isfinite(err_work), err_work, np.inf)
+            self.status = compare.point_status(finite, hand_ok, np.all(judged <= tol[:, None],
+                                                                       axis=1))
+            self.use64, self.proj_ref, self.proj_hand = False, R, Hw
+            return
         if self.rtol is None and self.low and ref64:
             e_ref = np.zeros(n)
             if self.ref_work is not None:
@@ -203,6 +214,11 @@ class Evaluation:
             t = lines.taylor(S, fun, at, self._grad_at(0), dirs)
         except Exception:  # noqa: BLE001 - fun cannot be evaluated along the line
             return {}
+        return self.taylor_judged(t)
+
+    def taylor_judged(self, t) -> dict:
+        """The Taylor test's findings from :func:`.lines.remainder`'s output, judged against
+        this point's tolerance."""
         thr = TOL_DIRECTIONAL * self.tol[0]
         lin, unc = t["linear_term"], t["uncertainty"]
         passed = bool(np.all(lin <= thr + unc))
@@ -254,7 +270,15 @@ def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientR
                            for lab in np.unique(labels) if ((labels == lab) & tested).any()}
         if counted_bad.any():
             report.failing_family, report.failing_point = str(labels[worst]), worst
-    if ev.low and ev.ref is not None:
+    if ev.implied:
+        report.precision = {
+            "dtype": str(ev.work), "reference_dtype": ev.ref_dtype,
+            "formula_in_float64": ev.example64 is not None,
+            "hand_rel_error": float(np.nanmax(np.where(tested[:, None], ev.err_work, 0))),
+            "reference_rel_error": float("nan"), "implied": True,
+            **({"example_float64": ev.example64} if ev.example64 else {}),
+        }
+    elif ev.low and ev.ref is not None:
         report.precision = {
             "dtype": str(ev.work), "reference_dtype": ev.ref_dtype,
             "formula_in_float64": ev.hand64 is not None,
@@ -328,7 +352,16 @@ def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientR
 
 def _message(r: GradientReport, ev: Evaluation) -> str:
     prec = ""
-    if r.precision:
+    if r.precision.get("implied"):
+        p = r.precision
+        e64 = p.get("example_float64")
+        prec = (f" In {p['dtype']} the hand gradient is within {p['hand_rel_error']:.1e} of "
+                f"jax.grad in {p['dtype']} at every point, which bounds its error against the "
+                f"float64 truth within what {p['dtype']} resolves (32 eps, or 16 times jax.grad's "
+                f"own {p['dtype']} error)"
+                + (f"; at the example its formula in float64 is within {e64['rel_error']:.1e} of "
+                   f"jax.grad in float64 (tolerance {e64['tolerance']:.1e})." if e64 else "."))
+    elif r.precision:
         p = r.precision
         prec = (f" In {p['dtype']} the hand gradient's own error is {p['hand_rel_error']:.1e} "
                 f"(jax.grad's {p['reference_rel_error']:.1e}); "
