@@ -138,6 +138,24 @@ def test_the_screen_line_matches_the_taylor_and_kink_tests():
         assert len(hs) == lines.SCREEN_STEPS and hs[0] <= 1 and hs[j + 1] == hs[j] / 4
 
 
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_the_screens_line_finds_a_wrong_autodiff_and_a_kink(dtype):
+    """The screen's six values on one line: a jax.grad that disagrees with fun's own values
+    (half the residual behind stop_gradient; the hand gradient agrees with it) fails its Taylor
+    test, and a kink at the example (|X| at zero entries) its kink test; both go on to the
+    full audit, which says so."""
+    A, M = (jnp.asarray(rng.standard_normal(s), dtype) for s in ((260, 240), (260, 150)))
+    X = jnp.asarray(rng.standard_normal((240, 150)), dtype)
+    f = lambda X: jnp.sum((A @ X - M) * jax.lax.stop_gradient(A @ X - M))  # noqa: E731
+    r = check_gradient(f, lambda X: A.T @ (A @ X - M), (X,))
+    assert not r.passed and r.budget["screened"] and r.failed_checks == ("Taylor remainder",)
+    assert all(abs(s - 1) < 0.1 for s in r.taylor["slopes"])  # a wrong linear term
+    X0 = X.at[:, :3].set(0.0)
+    f2 = lambda X: jnp.sum((A @ X - M) ** 2) + jnp.sum(jnp.abs(X))  # noqa: E731
+    r2 = check_gradient(f2, lambda X: 2 * A.T @ (A @ X - M) + jnp.sign(X), (X0,))
+    assert r2.diagnosis == "nondifferentiable" and r2.budget["screened"] and r2.kink["kink"]
+
+
 def test_budget_is_checked():
     f, g, X, *_ = least_squares(5, 4, 3)
     with pytest.raises(InputError, match="budget: expected one of"):

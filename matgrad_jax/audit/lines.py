@@ -232,32 +232,59 @@ def one_sided(f, f0, eps, h, rel_threshold=1e-3) -> dict:
             "one_sided": [(float(a), float(b)) for a, b in zip(d_plus_4, d_minus_4)]}
 
 
-SCREEN_STEPS = 7
-"""Steps of the screen's Taylor test (:func:`screen`): ``4⁻ᵏ`` for seven consecutive ``k``
-around the dtype's best step."""
+SCREEN_STEPS = 3
+"""Steps ``h > 0`` of the screen's Taylor test (:func:`screen`): ``4⁻ᵏ`` for three consecutive
+``k`` around the kink test's step; with ``−h`` and ``−h/4`` and ``f(x)`` the line takes six
+values of ``f`` (the full audit's :func:`taylor` takes 14 a direction)."""
 
 
 def screen_steps(eps: float) -> tuple[np.ndarray, int]:
-    """The screen's Taylor steps for values rounded at ``eps``, and the index of the kink
-    test's step ``h`` among them (``h/4`` is the next). The kink step is ``4⁻ᵏ`` nearest
-    ``10·eps^(1/3)`` (what :func:`kink` uses); the Taylor steps run from two coarser to four
-    finer, which brackets the step where Richardson's truncation and ``f``'s rounding balance
-    (``~eps^(1/3)``), and never exceed 1 (a tangent on an SPD domain stays inside for
-    ``|h| <= 1``)."""
+    """The screen's steps for values rounded at ``eps``, and the index ``j`` of the kink test's
+    step ``h`` among them (``h/4`` is the next). ``h`` is ``4⁻ᵏ`` nearest ``10·eps^(1/3)`` (what
+    :func:`kink` uses), where the rounding of a central difference (``σ/h``) and its Richardson
+    truncation (``h⁴``) are both far below what the dtype resolves; the steps are ``4h, h, h/4``
+    (``h, h/4, h/16`` where ``h`` is 1) and never exceed 1 (a tangent on an SPD domain stays
+    inside for ``|h| <= 1``)."""
     k_kink = max(0, int(round(np.log(1 / (10 * eps ** (1 / 3))) / np.log(4))))
-    k0 = max(0, k_kink - 2)
+    k0 = max(0, k_kink - 1)
     return 4.0 ** -np.arange(k0, k0 + SCREEN_STEPS), k_kink - k0
+
+
+def central(hs, j, fh, fm, f0, eps, dd, size) -> dict:
+    """The screen's Taylor judgement from central differences: ``fh[k] = f(x + hs[k] v)``,
+    ``fm = (f(x − h v), f(x − h/4 v))`` with ``h = hs[j]``, ``f0 = f(x)``, ``dd`` the claimed
+    directional derivative (one direction) and ``size`` its scale (:func:`taylor`). The linear
+    coefficient is the Richardson extrapolation ``a = (16 D(h/4) − D(h)) / 15`` of the central
+    differences ``D(s) = (f(x+sv) − f(x−sv)) / 2s`` (error ``O(h⁴)``: a quadratic ``f`` is
+    differentiated exactly); its uncertainty is the change ``|D(h/4) − D(h)| / 15`` plus the
+    rounding of ``f`` (``σ = 8 eps max|f|``; at most ``65σ / 15h`` in ``a``). The one-sided
+    remainders ``|f(x+sv) − f(x) − s·dd|`` at the three steps give the log-log slope (2 right,
+    1 wrong), reported as :func:`remainder` does."""
+    hs, fh = np.asarray(hs, np.float64), np.asarray(fh, np.float64)
+    h = hs[j]
+    sigma = 8 * eps * max(abs(f0), float(np.max(np.abs(fh))), float(np.max(np.abs(fm))))
+    d1 = (fh[j] - fm[0]) / (2 * h)
+    d4 = (fh[j + 1] - fm[1]) / (h / 2)
+    a = (16 * d4 - d1) / 15
+    unc = abs(d4 - d1) / 15 + 65 * sigma / (15 * h)
+    unc = unc if np.isfinite(unc) else np.inf
+    size = max(float(np.asarray(size, np.float64).reshape(-1)[0]), 1e-300)
+    dd = float(np.asarray(dd, np.float64).reshape(-1)[0])
+    rem = np.abs(fh - f0 - hs * dd)
+    return {"hs": hs, "remainders": rem[None], "slopes": [fitted_slope(hs, rem, 4 * sigma)],
+            "linear_term": np.asarray([abs(a - dd) / size]),
+            "uncertainty": np.asarray([unc / size]), "floor": np.asarray([sigma])}
 
 
 def screen(spec: Spec, fun: Callable, at: tuple, grads: tuple, dirs: tuple, *, hi: bool = True,
            rel_threshold=1e-3) -> tuple[dict, dict]:
-    """The Taylor remainder along ``dirs[0]`` and the kink test along every direction, from
-    one program of ``fun`` on the line: :data:`SCREEN_STEPS` values along the first direction
-    (two of them the kink test's ``h`` and ``h/4``), ``−h`` and ``−h/4`` along it, ``±h`` and
-    ``±h/4`` along each other direction, and ``fun(at)``: ``7 + 4·ndir − 1`` values where
+    """The Taylor test along ``dirs[0]`` and the kink test along every direction, from one
+    program of ``fun`` on the line: :data:`SCREEN_STEPS` values along the first direction (two
+    of them the kink test's ``h`` and ``h/4``), ``−h`` and ``−h/4`` along it, ``±h`` and
+    ``±h/4`` along each other direction, and ``fun(at)``: ``2 + 4·ndir`` values where
     :func:`taylor` and :func:`kink` take 14 and ``4·ndir + 1``. ``hi``: in float64 where JAX
     can, else in the arguments' own dtype (:func:`along_pairs`). Returns ``(taylor, kink)``
-    as :func:`remainder` and :func:`one_sided` do."""
+    as :func:`central` and :func:`one_sided` do."""
     ndir = int(np.shape(dirs[0])[0])
     eps = _output_eps(_functions(spec, fun), at, spec, False)
     if hi:
@@ -276,10 +303,9 @@ def screen(spec: Spec, fun: Callable, at: tuple, grads: tuple, dirs: tuple, *, h
         hs, j, h, idx, hh = pairs(got)
         vals, f0, got = along_pairs(spec, fun, at, dirs, idx, hh, hi=hi)
     n = len(hs)
-    fh = vals[:n][None]
     first = [vals[j], vals[n], vals[j + 1], vals[n + 1]]
     rest = vals[n + 2:].reshape(ndir - 1, 4) if ndir > 1 else np.zeros((0, 4))
     dd, size = _claimed(grads, tuple(d[:1] for d in dirs))
-    t = remainder(hs, fh, f0, got, dd, size)
+    t = central(hs, j, vals[:n], vals[n:n + 2], f0, got, dd, size)
     k = one_sided(np.vstack([np.asarray(first)[None], rest]), f0, got, h, rel_threshold)
     return t, k

@@ -25,6 +25,20 @@ from .report import GradientReport
 from .spec import Spec
 
 
+def _sq(x) -> float:
+    """``‖x‖²`` of one point's block (float64 or complex128), without a temporary."""
+    x = x.reshape(-1)
+    if np.iscomplexobj(x):
+        return float(np.dot(x.real, x.real) + np.dot(x.imag, x.imag))
+    return float(np.dot(x, x))
+
+
+def _finite_rows(g, n) -> np.ndarray:
+    """Whether each point's values of ``g`` (points along the leading axis) are all finite, in
+    ``g``'s own dtype (no float64 copy)."""
+    return np.all(np.isfinite(np.asarray(g)).reshape(n, -1), axis=1)
+
+
 def _norms(blocks, n):
     """Per-point 2-norms over blocks (no temporaries the size of a block)."""
     total = 0.0
@@ -65,34 +79,58 @@ class Evaluation:
         return [dom.project(self.spec.domains[i], checks.up(b))
                 for b, i in zip(blocks, self.spec.diff)]
 
+    @property
+    def proj_ref(self):
+        """The reference projected on the domains, in float64 (for diagnoses: computed when
+        asked, never kept)."""
+        return self._proj(self.ref)
+
+    @property
+    def proj_hand(self):
+        """The hand gradient that was judged (its float64 formula where that was), projected."""
+        return self._proj(self.hand64 if self.use64 else self.hand)
+
+    def _errors(self, hands):
+        """Per point, in float64 and one point at a time (no temporaries the size of all the
+        points): the projected reference's norm ``total`` (n,) and, for each of ``hands``, the
+        relative error ``‖P(h_b) − P(r_b)‖ / total`` per block (n, blocks)."""
+        n, S = self.points.count, self.spec
+        total = np.zeros(n)
+        errs = [np.zeros((n, len(S.diff))) for _ in hands]
+        kinds = [S.domains[i] for i in S.diff]
+        with np.errstate(invalid="ignore", over="ignore"):
+            for p in range(n):
+                R = [dom.project(k, checks.up(r[p])) for r, k in zip(self.ref, kinds)]
+                total[p] = np.sqrt(sum(_sq(r) for r in R))
+                for e, H in zip(errs, hands):
+                    for b, (h, r, k) in enumerate(zip(H, R, kinds)):
+                        e[p, b] = np.sqrt(_sq(dom.project(k, checks.up(h[p])) - r))
+        total = np.where(total > 0, total, 1.0)
+        return total, [e / total[:, None] for e in errs]
+
     def compare(self):
         n, S = self.points.count, self.spec
         finite = np.isfinite(self.values)
-        hand_ok = np.ones(n, bool)
-        for g in self.hand:
-            hand_ok &= np.all(np.isfinite(checks.up(g)).reshape(n, -1), axis=1)
+        self.hand_finite = [_finite_rows(g, n) for g in self.hand]
+        if self.hand64 is not None:  # the formula's float64 values count too
+            self.hand_finite = [a & _finite_rows(g, n)
+                                for a, g in zip(self.hand_finite, self.hand64)]
+        hand_ok = np.logical_and.reduce(self.hand_finite) if self.hand_finite else np.ones(n, bool)
         self.low = compare.is_low(self.work)
+        self.use64 = False
         if self.ref is None:  # finite differences decide (see finite_differences)
             self.status = compare.point_status(finite, hand_ok, np.ones(n, bool))
             self.err = np.zeros((n, len(S.diff)))
             self.err_work = self.err
             self.tol = np.full(n, float(self.rtol) if self.rtol else self._fd_tol())
             self.total = _norms([checks.up(g) for g in self.hand], n)
-            self.proj_hand = self._proj(self.hand)
-            self.use64 = False
             return
         for g in self.ref:
-            finite &= np.all(np.isfinite(checks.up(g)).reshape(n, -1), axis=1)
-        for g in self.hand64 or ():  # the formula's float64 values count too
-            hand_ok &= np.all(np.isfinite(g).reshape(n, -1), axis=1)
-        R = self._proj(self.ref)
-        Hw = self._proj(self.hand)
-        total = _norms(R, n)
-        total = np.where(total > 0, total, 1.0)
-        with np.errstate(invalid="ignore", over="ignore"):
-            rel = lambda H: np.stack([_norms([h - r], n) / total for h, r in zip(H, R)], axis=1)
-            err_work = rel(Hw)
-            err64 = rel(self._proj(self.hand64)) if self.hand64 is not None else None
+            finite &= _finite_rows(g, n)
+        hands = [self.hand] + ([self.hand64] if self.hand64 is not None else [])
+        total, errs = self._errors(hands)
+        err_work = errs[0]
+        err64 = errs[1] if self.hand64 is not None else None
         self.err_work = err_work
         ref64 = self.ref_dtype == "float64"
         e_ref = None
@@ -103,7 +141,6 @@ class Evaluation:
             judged = np.where(np.isfinite(err_work), err_work, np.inf)
             self.status = compare.point_status(finite, hand_ok, np.all(judged <= tol[:, None],
                                                                        axis=1))
-            self.use64, self.proj_ref, self.proj_hand = False, R, Hw
             return
         if self.rtol is None and self.low and ref64:
             e_ref = np.zeros(n)
@@ -125,8 +162,6 @@ class Evaluation:
         ok = np.all(judged <= tol[:, None], axis=1)
         self.status = compare.point_status(finite, hand_ok, ok)
         self.use64 = err is not err_work
-        self.proj_ref = R
-        self.proj_hand = self._proj(self.hand64) if self.use64 else Hw
 
     def _fd_tol(self):
         return max(8 * np.sqrt(np.finfo(self.work).eps), 1e-6)
@@ -292,10 +327,10 @@ def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientR
                                                      skip_reason, singular)
 
     # per block
+    if ev.ref is not None and counted_bad.any():
+        proj_hand, proj_ref = ev.proj_hand, ev.proj_ref
     for b, (leaf, bname) in enumerate(zip(S.diff, S.block_names)):
-        nonfin_b = ~np.all(np.isfinite(checks.up(ev.hand[b])).reshape(P.count, -1), axis=1)
-        if ev.hand64 is not None:
-            nonfin_b |= ~np.all(np.isfinite(ev.hand64[b]).reshape(P.count, -1), axis=1)
+        nonfin_b = ~ev.hand_finite[b]
         bad = counted_bad & ((ev.err[:, b] > ev.tol) | nonfin_b | ~np.isfinite(ev.err[:, b]))
         errs_b = ev.err[:, b][tested & ~nonfin_b]
         entry = {"max_rel_error": float(np.max(errs_b)) if errs_b.size else float("nan"),
@@ -310,7 +345,7 @@ def assemble(ev: Evaluation, forward, taylor_info, kink_info, base) -> GradientR
                                  f"{labels[np.flatnonzero(bad & nonfin_b)[0]]})")
         elif bad.any() and ev.ref is not None:
             sel = bad & generic if (bad & generic).any() else bad
-            h, r = ev.proj_hand[b][sel], ev.proj_ref[b][sel]
+            h, r = proj_hand[b][sel], proj_ref[b][sel]
             tol = float(np.max(ev.tol[sel]))
             entry["diagnosis"] = diagnosis.classify(h, r, tol, S.domains[leaf])
             where, entries, emap = diagnosis.locate(h, r, tol)
