@@ -16,4 +16,16 @@ ArgNums = int | str | tuple[int | str, ...]
 ExampleArgs = tuple | Callable[[int], tuple]
 """Example arguments: a tuple, or ``example_args(seed) -> tuple``."""
 
-__all__ = ["ArgNums", "Array", "ArrayLike", "DTypeLike", "ExampleArgs", "PyTree"]
+
+
+def is_optax_transformation(x) -> bool:
+    """Whether ``x`` is an ``optax.GradientTransformation``, without importing optax (which
+    costs a tenth of a second at start-up): an object of optax's exists only once optax is."""
+    import sys
+
+    optax = sys.modules.get("optax")
+    return optax is not None and isinstance(x, optax.GradientTransformation)
+
+
+__all__ = ["ArgNums", "Array", "ArrayLike", "DTypeLike", "ExampleArgs", "PyTree",
+           "is_optax_transformation"]

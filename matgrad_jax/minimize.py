@@ -16,11 +16,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from . import programs
 from ._checks import InputError, check_block_gradient, check_blocks, check_solver_options
-from ._typing import ArrayLike
+from ._typing import ArrayLike, is_optax_transformation
 from .solvers.alternating import alternating_stepper
 from .solvers.backtracking_lbfgs import lbfgs_backtracking_stepper
 from .solvers.baselines import adam_stepper, cg_stepper, lbfgs_stepper, optax_stepper
@@ -84,7 +83,7 @@ def _as_tuple_grad(grad):
 
 
 def _stepper(fun, blocks, grad, method, opts) -> Stepper:
-    if isinstance(method, optax.GradientTransformation):
+    if is_optax_transformation(method):
         return optax_stepper(fun, blocks, method, grad=grad, **opts)
     if method == "alternating":
         return alternating_stepper(fun, blocks, grad=grad, **opts)

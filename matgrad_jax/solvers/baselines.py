@@ -4,11 +4,10 @@ conjugate gradient for quadratic objectives. Each loop is one ``lax.while_loop``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from .._checks import check_solver_options
 from .._typing import ArrayLike
@@ -29,6 +28,9 @@ from .result import (
     tree_vdot,
 )
 from .state import CGState, OptaxState
+
+if TYPE_CHECKING:
+    import optax
 from .stepper import Stepper, promoting, run
 
 
@@ -71,6 +73,8 @@ def optax_stepper(fun, init, optimizer, *, grad=None, max_iters=1000, tol=None, 
 
 
 def _optax_parts(fun, init, optimizer, grad, max_iters, tol, gtol, linesearch):
+    import optax  # here, not at import: ``import matgrad_jax`` stays a tenth of a second faster
+
     x0, packed, packed_grad, real_dtype, tol, gtol = _setup(fun, init, grad, tol, gtol)
     f0, g0 = packed(x0), packed_grad(x0)
     gnorm0 = tree_norm(g0)
@@ -139,6 +143,8 @@ def lbfgs(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Callabl
 def lbfgs_stepper(fun, init, *, grad=None, max_iters=1000, tol=None, gtol=None,
                   memory_size=10) -> Stepper:
     check_solver_options(memory_size=memory_size)
+    import optax
+
     return optax_stepper(fun, init, optax.lbfgs(memory_size=memory_size), grad=grad,
                          max_iters=max_iters, tol=tol, gtol=gtol, linesearch=True)
 
@@ -156,6 +162,8 @@ def adam_stepper(fun, init, *, grad=None, max_iters=5000, tol=None, gtol=None,
                  learning_rate=1e-2, decay_steps: int | None = None) -> Stepper:
     check_solver_options(max_iters=max_iters, learning_rate=learning_rate,
                          decay_steps=decay_steps)
+    import optax
+
     schedule = optax.cosine_decay_schedule(learning_rate, decay_steps or max(max_iters, 1))
     return optax_stepper(fun, init, optax.adam(schedule), grad=grad, max_iters=max_iters,
                          tol=tol, gtol=gtol)
