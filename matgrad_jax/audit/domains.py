@@ -86,9 +86,28 @@ def _spd_from(g: np.ndarray) -> np.ndarray:
     return m
 
 
-def draw(rng, like: np.ndarray, kind: str, count: int) -> np.ndarray:
-    """``count`` fresh draws on the domain (or sub-family) ``kind``, at the size of ``like``."""
+def _direct(like: np.ndarray, into) -> bool:
+    """Whether draws can be made straight into ``into`` (a real float32/float64 buffer of
+    ``like``'s dtype): no temporary, no copy."""
+    return into is not None and like.dtype in (np.float32, np.float64) and into.dtype == like.dtype
+
+
+def _put(out: np.ndarray, into):
+    if into is None:
+        return out
+    into[...] = out
+    return into
+
+
+def draw(rng, like: np.ndarray, kind: str, count: int, into=None) -> np.ndarray:
+    """``count`` fresh draws on the domain (or sub-family) ``kind``, at the size of ``like``;
+    written into ``into`` (shape ``(count, *like.shape)``) where given, with the same values."""
     s = scale_of(like)
+    plain = kind in ("general", "generic") or like.ndim != 2 or like.shape[0] != like.shape[1]
+    if plain and _direct(like, into):
+        rng.standard_normal(dtype=like.dtype, out=into)
+        into *= s
+        return into
     g = normal_like(rng, like, (count,))
     if kind in ("general", "generic") or like.ndim != 2 or like.shape[0] != like.shape[1]:
         out = g * s
@@ -107,7 +126,7 @@ def draw(rng, like: np.ndarray, kind: str, count: int) -> np.ndarray:
         out = diag_part(np.abs(g) + 0.5) * s
     else:
         raise ValueError(f"unknown domain or family {kind!r}")
-    return out.astype(like.dtype, copy=False)
+    return _put(out.astype(like.dtype, copy=False), into)
 
 
 def family_kind(domain: str, family: str) -> str:
@@ -116,17 +135,24 @@ def family_kind(domain: str, family: str) -> str:
     return "spd-diagonal" if (domain, family) == ("spd", "diagonal") else family
 
 
-def perturb(rng, x: np.ndarray, kind: str, count: int, relative: float = 0.1) -> np.ndarray:
-    """``count`` small perturbations of ``x`` that stay on the domain."""
+def perturb(rng, x: np.ndarray, kind: str, count: int, relative: float = 0.1,
+            into=None) -> np.ndarray:
+    """``count`` small perturbations of ``x`` that stay on the domain; written into ``into``
+    where given, with the same values."""
     s = scale_of(x)
+    if kind == "general" and _direct(x, into):
+        rng.standard_normal(dtype=x.dtype, out=into)
+        into *= relative * s
+        into += x[None]
+        return into
     if kind == "spd":  # a congruence M X Mᵀ with M = I + small keeps X positive definite
         n = x.shape[-1]
         e = normal_like(rng, x, (count,)) * (relative / (2 * np.sqrt(n)))
         m = np.eye(n) + e
         out = m @ x @ _t(m)
-        return sym(out).astype(x.dtype, copy=False)
+        return _put(sym(out).astype(x.dtype, copy=False), into)
     noise = normal_like(rng, x, (count,)) * (relative * s)
-    return (x[None] + project(kind, noise)).astype(x.dtype, copy=False)
+    return _put((x[None] + project(kind, noise)).astype(x.dtype, copy=False), into)
 
 
 def tangents(rng, x: np.ndarray, kind: str, count: int) -> np.ndarray:

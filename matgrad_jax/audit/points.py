@@ -45,15 +45,15 @@ def square(x: np.ndarray) -> bool:
 def build(spec: Spec, rng, *, n_perturbed, n_random, n_family, families) -> Points:
     host = [np.asarray(x) for x in spec.leaves]
     varied = spec.varied
-    groups: list[dict[int, np.ndarray]] = [{i: host[i][None] for i in varied}]
-    labels = ["example"]
+    # the groups in draw order: (label, count, {leaf: how it is drawn}), each written straight
+    # into its rows of one array per varied leaf (no per-group arrays stacked afterwards)
+    groups = [("example", 1, {i: None for i in varied})]
     if n_perturbed:
-        groups.append({i: dom.perturb(rng, host[i], spec.domains[i], n_perturbed)
-                       for i in varied})
-        labels += ["perturbed"] * n_perturbed
+        groups.append(("perturbed", n_perturbed, {
+            i: (dom.perturb, (host[i], spec.domains[i], n_perturbed)) for i in varied}))
     if n_random:
-        groups.append({i: dom.draw(rng, host[i], spec.domains[i], n_random) for i in varied})
-        labels += ["random"] * n_random
+        groups.append(("random", n_random, {
+            i: (dom.draw, (host[i], spec.domains[i], n_random)) for i in varied}))
     family_keys = []
     if n_family:
         for i in varied:
@@ -62,16 +62,23 @@ def build(spec: Spec, rng, *, n_perturbed, n_random, n_family, families) -> Poin
             for fam in dom.FAMILIES_IN.get(spec.domains[i], ()):
                 if fam not in families:
                     continue
-                group = {j: (dom.draw(rng, host[j], dom.family_kind(spec.domains[j], fam),
-                                      n_family) if j == i else
-                             dom.draw(rng, host[j], spec.domains[j], n_family))
-                         for j in varied}
-                groups.append(group)
-                labels += [f"{fam}:{spec.leaf_names[i]}"] * n_family
+                groups.append((f"{fam}:{spec.leaf_names[i]}", n_family, {
+                    j: (dom.draw, (host[j], dom.family_kind(spec.domains[j], fam) if j == i
+                                   else spec.domains[j], n_family)) for j in varied}))
                 family_keys.append((spec.leaf_names[i], fam))
-    stacked = {i: np.concatenate([g[i] for g in groups], axis=0).astype(host[i].dtype,
-                                                                      copy=False)
-               for i in varied}
+    total = sum(c for _, c, _ in groups)
+    stacked = {i: np.empty((total,) + host[i].shape, host[i].dtype) for i in varied}
+    labels, row = [], 0
+    for label, count, how in groups:
+        for i, plan in how.items():
+            rows = stacked[i][row:row + count]
+            if plan is None:
+                rows[0] = host[i]
+            else:
+                fn, args = plan
+                fn(rng, *args, into=rows)
+        labels += [label] * count
+        row += count
     return Points(stacked, np.asarray(labels), family_keys)
 
 
