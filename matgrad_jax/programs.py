@@ -366,9 +366,73 @@ def apply_mapped(point: Callable, fns, leaves, axes, *, static=(), differentiate
     axis of the leaves whose ``axes`` entry is 0 (:func:`mapped`'s chunking; ``point_bytes``:
     the memory one point takes, where it is more than its inputs)."""
     axes = tuple(axes)
+    if _count(leaves, axes) > 1 and any(large_linalg(f.structure.jaxpr) for f in fns):
+        return _point_by_point(point, tuple(fns), leaves, axes, static, differentiates)
     chunk = _chunk(leaves, axes, max_bytes, point_bytes)
     return apply(_points_program, fns, leaves, static=(point, axes, chunk, static),
                  differentiates=differentiates)
+
+
+LINALG_POINT_DIM = 64
+"""From this matrix size on, a function that factorises (LU, Cholesky, QR, eigen- or singular
+values, triangular solves) is evaluated one point per call, not mapped over the points: on
+XLA:CPU (jaxlib 0.10.2, 2 cores) a mapped program with ``slogdet``, ``solve`` and products of
+300×300 matrices hung, every thread idle, in 5 runs of 5 (from about 220×220; one point per call
+never did)."""
+_LINALG = frozenset({"lu", "cholesky", "eigh", "eig", "svd", "qr", "householder_product",
+                     "triangular_solve", "schur", "hessenberg", "tridiagonal",
+                     "tridiagonal_solve", "geqrf", "geqp3", "orgqr"})
+
+
+def large_linalg(jaxpr) -> bool:
+    """Whether ``jaxpr`` factorises a matrix of at least :data:`LINALG_POINT_DIM` rows or
+    columns, at any depth."""
+    if isinstance(jaxpr, ClosedJaxpr):
+        jaxpr = jaxpr.jaxpr
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in _LINALG:
+            shape = getattr(getattr(eqn.invars[0], "aval", None), "shape", ())
+            if len(shape) >= 2 and max(shape[-2:]) >= LINALG_POINT_DIM:
+                return True
+        for value in eqn.params.values():
+            if any(large_linalg(j) for j in _sub_jaxprs(value)):
+                return True
+    return False
+
+
+def _count(leaves, axes) -> int:
+    mapped = [y for x, a in zip(leaves, axes) if a == 0 for y in jax.tree_util.tree_leaves(x)]
+    return int(np.shape(mapped[0])[0]) if mapped else 0
+
+
+def _one_point_program(fns, *xs, static):
+    point, inner = static
+    return point(fns, *xs, static=inner)
+
+
+def _point_by_point(point, fns, leaves, axes, static, differentiates):
+    """:func:`apply_mapped` one point per call (one compiled program for all of them), the
+    outputs stacked on the host."""
+    n = _count(leaves, axes)
+    if all(f.shareable and not (differentiates and f.rules) for f in fns):
+        def run(part):
+            return apply(_one_point_program, fns, part, static=(point, static),
+                         differentiates=differentiates)
+    else:  # one fresh jit for every point of this call (not one a point)
+        jitted = jax.jit(lambda *a: _one_point_program(fns, *a, static=(point, static)))
+
+        def run(part):
+            return jitted(*part)
+    out = tree = None
+    for p in range(n):
+        part = [jax.tree_util.tree_map(lambda y, p=p: np.asarray(y)[p], x) if a == 0 else x
+                for x, a in zip(leaves, axes)]
+        got, tree = jax.tree_util.tree_flatten(run(part))
+        if out is None:
+            out = [np.empty((n,) + tuple(np.shape(y)), np.asarray(y).dtype) for y in got]
+        for o, y in zip(out, got):
+            o[p] = np.asarray(y)
+    return jax.tree_util.tree_unflatten(tree, out)
 
 
 def fingerprint(*parts) -> str:
@@ -391,8 +455,8 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()
 
 
-__all__ = ["Traced", "apply", "apply_mapped", "cacheable", "call", "fingerprint", "flops",
-           "has_rules", "mapped", "trace"]
+__all__ = ["LINALG_POINT_DIM", "Traced", "apply", "apply_mapped", "cacheable", "call",
+           "fingerprint", "flops", "has_rules", "large_linalg", "mapped", "trace"]
 
 
 _CUBIC = {"cholesky": 1 / 3, "lu": 2 / 3, "qr": 4 / 3, "householder_product": 4 / 3,

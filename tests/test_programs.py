@@ -116,6 +116,41 @@ def test_apply_mapped_matches_vmap_chunked_or_not():
                                                      max_bytes=1 << 24), want)
 
 
+def test_large_factorisations_run_one_point_per_call(monkeypatch):
+    """From LINALG_POINT_DIM on, a function that factorises is evaluated one point per call
+    (mapped over the points, XLA:CPU hung at 220x220 and more), with the same values as a
+    vmap; smaller ones, and functions without a factorisation, stay mapped. The audit of a
+    log-determinant at that size passes, and a wrong gradient of it still fails."""
+    n = programs.LINALG_POINT_DIM
+    spd = lambda m: m @ m.T / len(m) + np.eye(len(m))  # noqa: E731
+    f = lambda X: jnp.linalg.slogdet(X)[1]  # noqa: E731 - an LU inside a custom_jvp
+    big, _ = programs.trace(f, spd(np.asarray(arr(n, n))))
+    small, _ = programs.trace(f, spd(np.asarray(arr(8, 8))))
+    plain, _ = programs.trace(lambda X: jnp.sum(X @ X), arr(n, n))
+    assert programs.large_linalg(big.structure.jaxpr)
+    assert not programs.large_linalg(small.structure.jaxpr)
+    assert not programs.large_linalg(plain.structure.jaxpr)
+    calls = []
+    one = programs._one_point_program
+    monkeypatch.setattr(programs, "_one_point_program",
+                        lambda *a, **k: calls.append(1) or one(*a, **k))
+    xs = np.stack([spd(np.asarray(arr(n, n))) for _ in range(3)])
+
+    def point(fns, x, *, static):
+        return fns[0](x), jax.grad(fns[0])(x)
+
+    got = programs.apply_mapped(point, (big,), (xs,), (0,), differentiates=True)
+    want = jax.vmap(lambda x: (f(x), jax.grad(f)(x)))(xs)
+    assert calls  # traced one point at a time
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    X0 = jnp.asarray(xs[0])
+    good = lambda X: jnp.linalg.inv(X).T  # noqa: E731
+    r = check_gradient(f, good, (X0,), domains={0: "spd"}, budget="full")
+    assert r.passed, r.message
+    assert not check_gradient(f, lambda X: 2 * good(X), (X0,), domains={0: "spd"}).passed
+
+
 def test_functions_closing_over_the_same_data_share_one_program_argument():
     """The objective and the hand gradient of an audit close over the same arrays: the program
     built from both takes each array once (so XLA can share ``A @ x`` between them), and a
