@@ -282,7 +282,7 @@ def call(fn: Callable, *args):
 
 def _chunk(leaves, axes, max_bytes, point_bytes=None):
     """How many points one step of a mapped program holds (None: all of them, one ``vmap``)."""
-    batched = [y for x, a in zip(leaves, axes) if a == 0 for y in jax.tree_util.tree_leaves(x)]
+    batched = _mapped_leaves(leaves, axes)
     if not batched:
         return None
     n = int(np.shape(batched[0])[0])
@@ -379,9 +379,6 @@ values, triangular solves) is evaluated one point per call, not mapped over the 
 XLA:CPU (jaxlib 0.10.2, 2 cores) a mapped program with ``slogdet``, ``solve`` and products of
 300×300 matrices hung, every thread idle, in 5 runs of 5 (from about 220×220; one point per call
 never did)."""
-_LINALG = frozenset({"lu", "cholesky", "eigh", "eig", "svd", "qr", "householder_product",
-                     "triangular_solve", "schur", "hessenberg", "tridiagonal",
-                     "tridiagonal_solve", "geqrf", "geqp3", "orgqr"})
 
 
 def large_linalg(jaxpr) -> bool:
@@ -400,8 +397,14 @@ def large_linalg(jaxpr) -> bool:
     return False
 
 
+def _mapped_leaves(leaves, axes) -> list:
+    """The array leaves that are mapped over the points (``axes`` entry 0)."""
+    return [y for x, a in zip(leaves, axes) if a == 0 for y in jax.tree_util.tree_leaves(x)]
+
+
 def _count(leaves, axes) -> int:
-    mapped = [y for x, a in zip(leaves, axes) if a == 0 for y in jax.tree_util.tree_leaves(x)]
+    """How many points the mapped leaves hold (0 where none is mapped)."""
+    mapped = _mapped_leaves(leaves, axes)
     return int(np.shape(mapped[0])[0]) if mapped else 0
 
 
@@ -418,7 +421,7 @@ def _point_by_point(point, fns, leaves, axes, static, differentiates):
         def run(part):
             return apply(_one_point_program, fns, part, static=(point, static),
                          differentiates=differentiates)
-    else:  # one fresh jit for every point of this call (not one a point)
+    else:  # one fresh jit, shared by the points of this call
         jitted = jax.jit(lambda *a: _one_point_program(fns, *a, static=(point, static)))
 
         def run(part):
@@ -461,6 +464,9 @@ __all__ = ["LINALG_POINT_DIM", "Traced", "apply", "apply_mapped", "cacheable", "
 
 _CUBIC = {"cholesky": 1 / 3, "lu": 2 / 3, "qr": 4 / 3, "householder_product": 4 / 3,
           "eigh": 9.0, "eig": 25.0, "svd": 22.0, "schur": 25.0}
+_LINALG = frozenset(_CUBIC) | {"triangular_solve", "hessenberg", "tridiagonal",
+                               "tridiagonal_solve", "geqrf", "geqp3", "orgqr"}
+"""The factorisations :func:`large_linalg` looks for: LAPACK calls on XLA:CPU."""
 
 
 def flops(jaxpr) -> float:

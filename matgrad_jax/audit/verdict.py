@@ -252,8 +252,8 @@ class Evaluation:
         return self.taylor_judged(t)
 
     def taylor_judged(self, t) -> dict:
-        """The Taylor test's findings from :func:`.lines.remainder`'s output, judged against
-        this point's tolerance."""
+        """The Taylor test's findings from :func:`.lines.remainder`'s (or the screen's
+        :func:`.lines.central`'s) output, judged against this point's tolerance."""
         thr = TOL_DIRECTIONAL * self.tol[0]
         lin, unc = t["linear_term"], t["uncertainty"]
         passed = bool(np.all(lin <= thr + unc))
