@@ -28,10 +28,12 @@ from .solvers.stepper import Stepper, run
 from .xla_cpu import small_products
 
 METHODS = ("auto", "alternating", "lbfgs", "lbfgs_backtracking", "adam", "cg")
-AUTO_METHOD = "lbfgs"
-"""What ``method="auto"`` runs on an objective with no exact solve: optax L-BFGS was fastest to a
-1e-8 gap on users' factorisations (``../shared/PERF-NOTES.md``: 57 iterations at (60, 40, 5),
-where block descent needed 960 sweeps)."""
+AUTO_METHOD = "lbfgs_backtracking"
+"""What ``method="auto"`` runs on an objective with no exact solve: L-BFGS whose Armijo
+backtracking is part of the loop's state. To a 1e-8 gap on users' factorisations it is as fast as
+optax's L-BFGS (zoom line search) alone, and under ``vmap`` it runs as a work queue, several
+times faster than a loop (``docs/performance/``); one method, so a problem's iterates are the
+same alone and in a batch."""
 VERIFY = ("start", "always", "off")
 ON_MISMATCH = ("raise", "autodiff", "warn")
 
@@ -141,10 +143,10 @@ def minimize(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *, grad: Call
       init: a tuple of blocks (a lone array is one block).
       grad: ``grad(*blocks)`` -> one gradient per block (a hand derivation); default
         ``jax.grad`` of ``fun``.
-      method: ``"auto"`` (L-BFGS for an objective without an exact solve, recorded in
+      method: ``"auto"`` (:data:`AUTO_METHOD`, L-BFGS with backtracking, recorded in
         ``result.method``), ``"alternating"`` (the seed's block-coordinate descent, exact line
         search), ``"lbfgs"`` (optax's, zoom line search), ``"lbfgs_backtracking"`` (one
-        evaluation per loop step: the fastest under ``vmap``, see
+        evaluation per loop step; a work queue under ``vmap``, see
         :func:`~matgrad_jax.solvers.lbfgs_backtracking`), ``"adam"``, ``"cg"`` (quadratics), or
         any optax ``GradientTransformation``.
       verify: ``"start"`` (default): audit it at ``init`` before any

@@ -162,9 +162,9 @@ def solve_batch(data: Mapping, *, model: Any = None, method: str | None = None,
       model: None (seed 1), a registered derivation's name (``"mf/right"``), a
         :class:`~matgrad_jax.Derivation` or a :class:`~matgrad_jax.model.Model`.
       method: seed 1: ``exact`` (default), ``alternating``, ``cg``, ``lbfgs`` or ``adam`` (see
-        :mod:`matgrad_jax.fit`). A model: ``auto`` (default; L-BFGS), ``alternating``,
-        ``lbfgs``, ``adam``, ``cg``, or ``exact`` where the model has a closed-form solve (see
-        :func:`~matgrad_jax.minimize`).
+        :mod:`matgrad_jax.fit`). A model: ``auto`` (default; L-BFGS with backtracking,
+        ``lbfgs_backtracking``), ``alternating``, ``lbfgs``, ``adam``, ``cg``, or ``exact``
+        where the model has a closed-form solve (see :func:`~matgrad_jax.minimize`).
       mesh: a 1-d mesh (default: :func:`device_mesh` over ``jax.devices()``).
       init: seed 1: optional stacked start ``(R0, Q0)``, each ``(b, n, m)``; zeros by default.
         A model: a dict of stacked starting values named by its differentiated arguments

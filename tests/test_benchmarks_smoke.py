@@ -54,7 +54,7 @@ def test_batch_of_a_users_model(tmp_path):
 
     doc = batch.main(["--model", "mf", "--quick", "--out", str(tmp_path / "mf.json")])
     assert [r["method"] for r in doc["results"]] == [
-        "minimize (default)", "minimize, method='lbfgs_backtracking'", "ALS + balance_factors"]
+        "minimize (default)", "minimize, method='lbfgs' (optax)", "ALS + balance_factors"]
     for r in doc["results"]:
         assert r["ratio"] > 0 and r["converged"] == 1.0 and r["max_abs_diff"] < 1e-8
     assert "jit(vmap(minimize))" in batch_model_section([doc])

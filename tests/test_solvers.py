@@ -272,3 +272,40 @@ def test_lbfgs_backtracking_in_batches_and_its_stops():
     assert not bool(r.converged) and r.reason == "no descent possible" and int(r.iterations) == 0
     with pytest.raises(mg.InputError, match="max_trials"):
         solvers.lbfgs_backtracking(f, (jnp.ones(3),), max_trials=0)
+
+
+def test_a_small_decrease_ends_a_run_only_where_the_next_step_expects_no_more():
+    from matgrad_jax.solvers.result import DECREASE, MAX_ITERS, RUNNING, stopping_code
+
+    def code(f_old, f_new, expected, tol=1e-12, k=5):
+        return int(stopping_code(k, jnp.float64(f_old), jnp.float64(f_new), 1.0, 1.0, tol, 0.0,
+                                 100, expected=None if expected is None else
+                                 jnp.float64(expected)))
+
+    f = 14.3
+    small = f - 1e-12 * f / 2  # a relative decrease of 5e-13, below tol
+    assert code(f, small, None) == DECREASE  # the plain rule: one step decides
+    assert code(f, small, 1e-12 * f / 4) == DECREASE  # and the next step expects no more
+    assert code(f, small, 6.5e-11) == RUNNING  # a short step, more to come: not the end
+    assert code(f, f - 1e-9, 0.0) == RUNNING  # a decrease above tol is never the end
+    # tol = 0: an unchanged f ends a run where the next step's expectation is below f's
+    # rounding (the floor), not otherwise
+    assert code(f, f, 1e-16 * f, tol=0.0) == DECREASE
+    assert code(f, f, 1e-12 * f, tol=0.0) == RUNNING
+    assert code(f, small, 6.5e-11, k=100) == MAX_ITERS  # max_iters still ends it
+
+
+def test_lbfgs_backtracking_at_the_rounding_floor_with_tol_zero_converges():
+    # a factorisation whose gradient cannot reach gtol = 1e-10 in float64: with tol = 0 the run
+    # ends where f no longer changes and the next step expects less than f's rounding
+    from matgrad_jax import examples
+
+    rng = np.random.default_rng(0)
+    X, U0, V0 = (jnp.asarray(rng.standard_normal(s)) for s in ((40, 12), (40, 3), (12, 3)))
+    res = solvers.lbfgs_backtracking(lambda U, V: examples.mf_objective(U, V, X), (U0, V0),
+                                     grad=lambda U, V: examples.mf_gradient(U, V, X),
+                                     max_iters=3000, tol=0.0, gtol=1e-10)
+    assert bool(res.converged) and res.reason == "relative decrease below tol", res.reason
+    assert int(res.iterations) < 3000
+    fstar = examples.mf_optimum(np.asarray(X), 3)
+    assert abs(float(res.value) - fstar) <= 1e-12 * abs(fstar)

@@ -1,9 +1,9 @@
 """A batch of a user's problems: ``jit(vmap(minimize))`` of many small factorisations
 ``‖X − UVᵀ‖² + λ(‖U‖² + ‖V‖²)`` against a Python loop of one jitted solve (timed over
-``loop_sample`` problems and scaled), for the default method (L-BFGS), the one-evaluation
-L-BFGS and ALS with balancing (``method="alternating", block_step="newton",
-balance=balance_factors``). Under ``vmap`` the one-evaluation L-BFGS runs as a work queue
-(:data:`matgrad_jax.minimize.QUEUED_METHODS`). Run by
+``loop_sample`` problems and scaled), for the default method (the one-evaluation L-BFGS,
+``"lbfgs_backtracking"``), optax's L-BFGS (``method="lbfgs"``) and ALS with balancing
+(``method="alternating", block_step="newton", balance=balance_factors``). Under ``vmap`` the
+one-evaluation L-BFGS runs as a work queue (:data:`matgrad_jax.minimize.QUEUED_METHODS`). Run by
 ``matgrad bench batch --model mf``; the JSON is ``batch_mf_<platform>_<dtype>.json``."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..solvers import balance_factors
 from .common import machine, print_table, timed_burst, wall_times
 
 METHODS = {"minimize (default)": {},
-           "minimize, method='lbfgs_backtracking'": dict(method="lbfgs_backtracking"),
+           "minimize, method='lbfgs' (optax)": dict(method="lbfgs"),
            "ALS + balance_factors": dict(method="alternating", block_step="newton",
                                          balance=balance_factors)}
 

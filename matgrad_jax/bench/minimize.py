@@ -2,8 +2,9 @@
 relative gap to its closed-form optimum. Two tables:
 
 * **time to the gap**: :func:`matgrad_jax.minimize` called as a user calls it (the default
-  method and ``verify="start"``, no ``jit`` around it; and ``method="alternating"``, capped at
-  ``--alternating-sweeps``) beside the plain optax L-BFGS loop of optax's documentation
+  method and ``verify="start"``, no ``jit`` around it; ``method="lbfgs"``, optax's L-BFGS
+  with its zoom search; and ``method="alternating"``, capped at ``--alternating-sweeps``)
+  beside the plain optax L-BFGS loop of optax's documentation
   (``value_and_grad_from_state``, one jitted ``while_loop`` that stops the moment the gap is
   below ``--gap``: the fastest it can be) and scipy's L-BFGS-B (``OPENBLAS_NUM_THREADS=1``, in a
   process of its own: scipy slowed 40-80x in a process that had run JAX). Warm times (each
@@ -58,7 +59,7 @@ def _solvers(verify_every: int):
         return res.value, res.iterations, res.reason_code
 
     return {"minimize, verify='off'": hand("off"), "minimize, verify='always'": hand("always"),
-            "minimize, method='lbfgs_backtracking'": hand("off", "lbfgs_backtracking"),
+            "minimize, method='lbfgs' (optax's zoom search)": hand("off", "lbfgs"),
             "optax L-BFGS, jax.grad": jax.jit(autodiff)}
 
 
@@ -144,6 +145,7 @@ def time_to_gap(args, n, m, r, *, gap, sweeps, repeats, scipy=True) -> dict:
 
     fns = {"optax L-BFGS loop (stops at the gap)": _optax_loop(f, fstar, gap),
            "minimize (default)": user("auto"),
+           "minimize(method='lbfgs')": user("lbfgs"),
            "minimize(method='alternating')": user("alternating", max_iters=sweeps),
            "alternating, ALS + balance_factors": user("alternating", max_iters=sweeps,
                                                       block_step="newton",

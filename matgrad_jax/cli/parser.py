@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["exact", "auto", "alternating", "lbfgs", "lbfgs_backtracking", "adam",
                             "cg"],
                    help="seed 1: exact (default), alternating, lbfgs, adam, cg; with --model: "
-                        "auto (default: L-BFGS), alternating, lbfgs, lbfgs_backtracking, adam, cg")
+                        "auto (default: L-BFGS with backtracking), alternating, lbfgs, "
+                        "lbfgs_backtracking, adam, cg")
     f.add_argument("--model", default=None, metavar="TARGET:NAME",
                    help="fit the derivation NAME that the file or module TARGET registers "
                         "(DATA: its other arguments by name, starting values <arg>0)")

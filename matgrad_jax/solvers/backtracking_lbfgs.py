@@ -50,7 +50,10 @@ def lbfgs_backtracking(fun: Callable, init: ArrayLike | Sequence[ArrayLike], *,
     """L-BFGS with a backtracking (Armijo) line search, one evaluation of ``fun`` and ``grad``
     per loop step (see the module's text). ``iterations`` counts accepted steps;
     ``max_trials`` bounds the trial points of one step (then it stops: *no descent possible*,
-    or converged by relative decrease where the step's predicted decrease is below ``tol``)."""
+    or converged by relative decrease where the step's predicted decrease is below ``tol``).
+    An accepted step whose relative decrease is below ``tol`` ends the run only where the next
+    step's predicted decrease ``−⟨∇f, d⟩`` is below ``tol · |f|`` too (or below what ``f``'s
+    rounding resolves): on an ill-conditioned objective one short step is not the end."""
     return run(lbfgs_backtracking_stepper(fun, init, grad=grad, max_iters=max_iters, tol=tol,
                                           gtol=gtol, memory_size=memory_size,
                                           max_trials=max_trials))
@@ -143,12 +146,18 @@ def lbfgs_backtracking_stepper(fun, init, *, grad=None, max_iters=1000, tol=None
         shrunk = jnp.clip(jnp.where(jnp.isfinite(ft) & (curv > 0), quad, 0.1 * s.alpha),
                           0.1 * s.alpha, 0.5 * s.alpha)
         trials = jnp.where(ok, 0, s.trials + 1)
-        # no step found: converged if the step's predicted decrease is below tol, else stalled
-        small = -s.gd <= tol * jnp.maximum(jnp.abs(s.f), tiny)
+        # no step found: converged if the step's predicted decrease is below tol (or below what
+        # f's rounding resolves: the rule of an accepted step's, stopping_code's expected=),
+        # else stalled
+        small = -s.gd <= jnp.maximum(tol * jnp.maximum(jnp.abs(s.f), tiny), eps * jnp.abs(s.f))
         stuck = jnp.where(small, DECREASE, STALLED)
 
         k = s.k + ok.astype(s.k.dtype)
-        code = jnp.where(ok, stopping_code(k, s.f, ft, gtn, s.gnorm0, tol, gtol, max_iters),
+        # a small decrease ends the run only where the next step expects no more (-<g, d>, the
+        # rule of a step that finds no point below): on an ill-conditioned objective one
+        # short step is not the end
+        code = jnp.where(ok, stopping_code(k, s.f, ft, gtn, s.gnorm0, tol, gtol, max_iters,
+                                           expected=-gd),
                          jnp.where(trials >= max_trials, stuck, RUNNING)).astype(s.code.dtype)
         sel = lambda a, b: jnp.where(ok, a, b)
         return LBFGSState(
