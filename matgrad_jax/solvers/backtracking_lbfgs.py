@@ -147,7 +147,7 @@ def lbfgs_backtracking_stepper(fun, init, *, grad=None, max_iters=1000, tol=None
                           0.1 * s.alpha, 0.5 * s.alpha)
         trials = jnp.where(ok, 0, s.trials + 1)
         # no step found: converged if the step's predicted decrease is below tol (or below what
-        # f's rounding resolves: the rule of an accepted step's, stopping_code's expected=),
+        # f's rounding resolves; the bound stopping_code puts on an accepted step's expected=),
         # else stalled
         small = -s.gd <= jnp.maximum(tol * jnp.maximum(jnp.abs(s.f), tiny), eps * jnp.abs(s.f))
         stuck = jnp.where(small, DECREASE, STALLED)

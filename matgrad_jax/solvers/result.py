@@ -136,7 +136,8 @@ def stopping_code(k, f_old, f_new, gnorm, gnorm0, tol, gtol, max_iters, expected
     * ``‖∇f‖ <= gtol · max(‖∇f(x0)‖, tiny)`` -> converged (gradient);
     * ``0 <= f_old - f_new <= tol · max(|f_new|, tiny)`` -> converged (relative decrease);
       where a solver passes ``expected``, the decrease its next step expects, that too must be
-      below ``tol · max(|f_new|, tiny)`` (one short step is not the end);
+      below ``tol · max(|f_new|, tiny)``, or below ``eps · |f_new|`` (what f's rounding
+      resolves, so that ``tol = 0`` ends at the floor): one short step is not the end;
     * non-finite value -> stopped, not converged; ``k >= max_iters`` -> not converged.
     """
     tiny = jnp.finfo(jnp.result_type(f_new)).tiny
