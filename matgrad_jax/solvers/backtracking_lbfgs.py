@@ -33,6 +33,7 @@ from .result import (
     default_tolerances,
     empty_history,
     entry,
+    expected_bound,
     record,
     stopping_code,
 )
@@ -146,10 +147,9 @@ def lbfgs_backtracking_stepper(fun, init, *, grad=None, max_iters=1000, tol=None
         shrunk = jnp.clip(jnp.where(jnp.isfinite(ft) & (curv > 0), quad, 0.1 * s.alpha),
                           0.1 * s.alpha, 0.5 * s.alpha)
         trials = jnp.where(ok, 0, s.trials + 1)
-        # no step found: converged if the step's predicted decrease is below tol (or below what
-        # f's rounding resolves; the bound stopping_code puts on an accepted step's expected=),
-        # else stalled
-        small = -s.gd <= jnp.maximum(tol * jnp.maximum(jnp.abs(s.f), tiny), eps * jnp.abs(s.f))
+        # no step found: converged if the step's predicted decrease is below the bound an
+        # accepted step's expected decrease meets (stopping_code's expected=), else stalled
+        small = -s.gd <= expected_bound(s.f, tol)
         stuck = jnp.where(small, DECREASE, STALLED)
 
         k = s.k + ok.astype(s.k.dtype)

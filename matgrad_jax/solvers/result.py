@@ -130,23 +130,29 @@ def default_tolerances(dtype, tol, gtol):
     return (eps ** 0.75 if tol is None else tol), (eps ** (2 / 3) if gtol is None else gtol)
 
 
+def expected_bound(f, tol):
+    """Below what a step's *expected* decrease counts as none at ``f``: ``tol · max(|f|, tiny)``,
+    or ``eps · |f|`` (what f's rounding resolves) where that is more, so ``tol = 0`` ends at
+    the floor."""
+    finfo = jnp.finfo(jnp.result_type(f))
+    return jnp.maximum(tol * jnp.maximum(jnp.abs(f), finfo.tiny), finfo.eps * jnp.abs(f))
+
+
 def stopping_code(k, f_old, f_new, gnorm, gnorm0, tol, gtol, max_iters, expected=None):
     """The shared termination rule (one place, as optimistix's ``cauchy_termination``).
 
     * ``‖∇f‖ <= gtol · max(‖∇f(x0)‖, tiny)`` -> converged (gradient);
     * ``0 <= f_old - f_new <= tol · max(|f_new|, tiny)`` -> converged (relative decrease);
       where a solver passes ``expected``, the decrease its next step expects, that too must be
-      below ``tol · max(|f_new|, tiny)``, or below ``eps · |f_new|`` (what f's rounding
-      resolves, so that ``tol = 0`` ends at the floor): one short step is not the end;
+      below :func:`expected_bound` (one short step is not the end);
     * non-finite value -> stopped, not converged; ``k >= max_iters`` -> not converged.
     """
     tiny = jnp.finfo(jnp.result_type(f_new)).tiny
     decrease = f_old - f_new
     bound = tol * jnp.maximum(jnp.abs(f_new), tiny)
     small_decrease = (decrease <= bound) & (decrease >= 0)
-    if expected is not None:  # below what f's rounding resolves counts as nothing (tol = 0)
-        eps = jnp.finfo(jnp.result_type(f_new)).eps
-        small_decrease &= expected <= jnp.maximum(bound, eps * jnp.abs(f_new))
+    if expected is not None:
+        small_decrease &= expected <= expected_bound(f_new, tol)
     code = jnp.where(gnorm <= gtol * jnp.maximum(gnorm0, tiny), GRADIENT, RUNNING)
     code = jnp.where((code == RUNNING) & small_decrease, DECREASE, code)
     code = jnp.where(jnp.isfinite(f_new), code, NONFINITE)
