@@ -449,3 +449,47 @@ def test_float64_context_restores_the_callers_setting():
     with float64():
         assert jnp.ones(1).dtype == jnp.float64
     assert jax.config.jax_enable_x64 == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_points_lie_on_their_families_whether_drawn_on_threads_or_not(monkeypatch, dtype):
+    """Every family's points are on the family, at the example's size, in the example's dtype,
+    and the same whether the groups are drawn one after another or side by side."""
+    from matgrad_jax.audit import points, spec
+
+    X = np.asarray(arr(6, 6), dtype) * 3
+    B = np.asarray(arr(6, 4), dtype)
+    S = spec.build(lambda X, B: jnp.sum(X @ B), (X, B), (0, 1), None, None, False)
+    build = dict(n_perturbed=2, n_random=2, n_family=2,
+                 families=("symmetric", "skew", "psd", "diagonal"))
+    monkeypatch.setattr(points, "PARALLEL_DRAW", 1 << 40)
+    one = points.build(S, np.random.default_rng(5), **build)
+    monkeypatch.setattr(points, "PARALLEL_DRAW", 0)
+    side = points.build(S, np.random.default_rng(5), **build)
+    for i in one.stacked:
+        np.testing.assert_array_equal(one.stacked[i], side.stacked[i])
+        assert one.stacked[i].dtype == dtype
+    np.testing.assert_array_equal(one.labels, side.labels)
+    Xs = one.stacked[0].astype(np.float64)
+    rms = float(np.sqrt(np.mean(X.astype(np.float64) ** 2)))
+    for label, x in zip(one.labels, Xs):
+        off = x - np.diag(np.diag(x))
+        if label == "symmetric:X":
+            np.testing.assert_allclose(x, x.T, atol=0)
+        elif label == "skew:X":
+            np.testing.assert_allclose(x, -x.T, atol=0)
+        elif label == "psd:X":
+            np.testing.assert_allclose(x, x.T, rtol=1e-5, atol=1e-5 * rms)
+            assert np.linalg.eigvalsh((x + x.T) / 2)[0] > -1e-4 * rms
+        elif label == "diagonal:X":
+            assert np.all(off == 0) and np.all(np.diag(x) != 0)
+        assert 0.2 * rms < np.sqrt(np.mean(x ** 2)) < 5 * rms, label
+    assert len(set(map(tuple, Xs.reshape(len(Xs), -1)[:, :3]))) == len(Xs)  # all distinct
+    sp = spec.build(lambda S_: jnp.sum(S_), (np.eye(5, dtype=dtype) * 2,), 0, None,
+                    {0: "spd"}, False)
+    P = points.build(sp, np.random.default_rng(1), **build)
+    for label, x in zip(P.labels, P.stacked[0].astype(np.float64)):
+        np.testing.assert_allclose(x, x.T, rtol=1e-6, atol=1e-6)
+        assert np.linalg.eigvalsh(x)[0] > 0, label
+        if label == "diagonal:S_":
+            assert np.all(x - np.diag(np.diag(x)) == 0)

@@ -99,26 +99,32 @@ def _put(out: np.ndarray, into):
     return into
 
 
-def draw(rng, like: np.ndarray, kind: str, count: int, into=None) -> np.ndarray:
-    """``count`` fresh draws on the domain (or sub-family) ``kind``, at the size of ``like``;
-    written into ``into`` (shape ``(count, *like.shape)``) where given, with the same values."""
-    s = scale_of(like)
-    plain = kind in ("general", "generic") or like.ndim != 2 or like.shape[0] != like.shape[1]
-    if plain and _direct(like, into):
-        rng.standard_normal(dtype=like.dtype, out=into)
-        into *= s
-        return into
+def draw(rng, like: np.ndarray, kind: str, count: int, into=None, scale=None) -> np.ndarray:
+    """``count`` fresh draws on the domain (or sub-family) ``kind``, at the size of ``like``
+    (``scale``: its :func:`scale_of`, where the caller has it); written into ``into`` (shape
+    ``(count, *like.shape)``) where given, with the same values. Real matrices are drawn with
+    as few normals and temporaries as the family needs (a diagonal one draws its diagonal)."""
+    s = scale_of(like) if scale is None else scale
+    square = like.ndim == 2 and like.shape[0] == like.shape[1]
+    if kind in ("general", "generic") or not square:
+        if _direct(like, into):
+            rng.standard_normal(dtype=like.dtype, out=into)
+            into *= s
+            return into
+        return _put((normal_like(rng, like, (count,)) * s).astype(like.dtype, copy=False), into)
+    if like.dtype in (np.float32, np.float64) and kind in _REAL_FAMILIES:
+        out = into if _direct(like, into) else np.empty((count,) + like.shape, like.dtype)
+        _REAL_FAMILIES[kind](rng, out, s)
+        return _put(out, into) if out is not into else into
     g = normal_like(rng, like, (count,))
-    if kind in ("general", "generic") or like.ndim != 2 or like.shape[0] != like.shape[1]:
-        out = g * s
-    elif kind == "symmetric":
+    if kind == "symmetric":
         out = sym(g) * s
     elif kind == "skew":
         out = skew(g) * s
     elif kind == "diagonal":
         out = diag_part(g) * s
     elif kind == "psd":  # positive semidefinite, generically invertible
-        out = g @ np.conj(_t(g)) / like.shape[0] * s
+        out = np.stack([m @ np.conj(m.T) for m in g]) / like.shape[0] * s
     elif kind == "spd":
         m = _spd_from(g)
         out = m * (s / np.sqrt(np.mean(m ** 2, axis=(-2, -1), keepdims=True)))
@@ -129,6 +135,38 @@ def draw(rng, like: np.ndarray, kind: str, count: int, into=None) -> np.ndarray:
     return _put(out.astype(like.dtype, copy=False), into)
 
 
+def _halves(op):
+    def fill(rng, out, s):  # (G ± Gᵀ)/2 of a normal G, straight into ``out``
+        g = rng.standard_normal(out.shape, out.dtype)
+        op(g, _t(g), out=out)
+        out *= s / 2
+    return fill
+
+
+def _diagonal(positive):
+    def fill(rng, out, s):  # a normal diagonal (|·| + 1/2 where it must be positive)
+        out[...] = 0
+        n = out.shape[-1]
+        d = rng.standard_normal(out.shape[:-1], out.dtype)
+        if positive:
+            d = np.abs(d) + out.dtype.type(0.5)
+        out[..., np.arange(n), np.arange(n)] = d * out.dtype.type(s)
+    return fill
+
+
+def _psd(rng, out, s):  # G Gᵀ / n of a normal G (one product per matrix: a symmetric rank-n update)
+    n = out.shape[-1]
+    for k in range(out.shape[0]):
+        g = rng.standard_normal(out.shape[1:], out.dtype)
+        np.matmul(g, g.T, out=out[k])
+    out *= s / n
+
+
+_REAL_FAMILIES = {"symmetric": _halves(np.add), "skew": _halves(np.subtract),
+                  "diagonal": _diagonal(False), "spd-diagonal": _diagonal(True), "psd": _psd}
+"""The real sub-families :func:`draw` fills in place, each with the normals it needs."""
+
+
 def family_kind(domain: str, family: str) -> str:
     """The draw kind of ``family`` inside ``domain`` (a diagonal SPD matrix has a positive
     diagonal)."""
@@ -136,10 +174,10 @@ def family_kind(domain: str, family: str) -> str:
 
 
 def perturb(rng, x: np.ndarray, kind: str, count: int, relative: float = 0.1,
-            into=None) -> np.ndarray:
+            into=None, scale=None) -> np.ndarray:
     """``count`` small perturbations of ``x`` that stay on the domain; written into ``into``
-    where given, with the same values."""
-    s = scale_of(x)
+    where given, with the same values (``scale``: :func:`scale_of` of ``x``, where known)."""
+    s = scale_of(x) if scale is None else scale
     if kind == "general" and _direct(x, into):
         rng.standard_normal(dtype=x.dtype, out=into)
         into *= relative * s
