@@ -45,13 +45,21 @@ _PLAIN = (bool, int, float, complex, str, bytes, type(None), np.dtype, np.generi
 class _Structure:
     """The static half of a :class:`Traced`: equal when the printed programs are equal."""
 
-    __slots__ = ("key", "jaxpr", "in_tree", "out_tree", "_hash", "shareable", "rules")
+    __slots__ = ("key", "jaxpr", "in_tree", "out_tree", "_hash", "shareable", "rules", "_flops")
 
     def __init__(self, key, jaxpr, in_tree, out_tree):
         self.key, self.jaxpr, self.in_tree, self.out_tree = key, jaxpr, in_tree, out_tree
         self._hash = hash(key)
         self.shareable = cacheable(jaxpr)
         self.rules = has_rules(jaxpr)
+        self._flops = None
+
+    @property
+    def flops(self) -> float:
+        """:func:`flops` of the program, counted once."""
+        if self._flops is None:
+            self._flops = flops(self.jaxpr)
+        return self._flops
 
     def __eq__(self, other):
         return isinstance(other, _Structure) and self._hash == other._hash and \
@@ -361,17 +369,37 @@ def _points_program(fns, *xs, static):
 
 
 def apply_mapped(point: Callable, fns, leaves, axes, *, static=(), differentiates: bool = False,
-                 point_bytes: int | None = None, max_bytes: int = 1 << 27):
+                 point_bytes: int | None = None, max_bytes: int = 1 << 27,
+                 only_first: tuple = ()):
     """:func:`apply` of ``point(fns, *leaves_at_one_point, static=static)`` over the leading
     axis of the leaves whose ``axes`` entry is 0 (:func:`mapped`'s chunking; ``point_bytes``:
-    the memory one point takes, where it is more than its inputs)."""
+    the memory one point takes, where it is more than its inputs). ``only_first``: the
+    indices of ``point``'s (tuple) outputs wanted at the first point only: they come back
+    with a leading axis of 1, and their values at the other points are never copied."""
     axes = tuple(axes)
-    if _count(leaves, axes) > 1 and any(large_linalg(f.structure.jaxpr) for f in fns):
-        return _point_by_point(point, tuple(fns), leaves, axes, static, differentiates)
+    if _count(leaves, axes) > 1 and (
+            any(large_linalg(f.structure.jaxpr) for f in fns)
+            or (differentiates and sum(f.structure.flops for f in fns) >= POINT_FLOPS)):
+        return _point_by_point(point, tuple(fns), leaves, axes, static, differentiates,
+                               only_first)
     chunk = _chunk(leaves, axes, max_bytes, point_bytes)
-    return apply(_points_program, fns, leaves, static=(point, axes, chunk, static),
-                 differentiates=differentiates)
+    out = apply(_points_program, fns, leaves, static=(point, axes, chunk, static),
+                differentiates=differentiates)
+    if only_first:
+        out = tuple(jax.tree_util.tree_map(lambda y: y[:1], o) if k in only_first else o
+                    for k, o in enumerate(out))
+    return out
 
+
+POINT_FLOPS = 2e8
+"""From this much work at one point (:func:`flops` of the functions a program evaluates there,
+summed; ``‖AX − M‖²`` and its hand gradient at 512×512 are 8e8), a program that differentiates
+is evaluated one point per call, the calls queued back to back, not mapped over the points: on
+XLA:CPU (jaxlib 0.10.2, 2 cores) ``jax.grad`` mapped over 7 points of 1024×1024 ran 16–25%
+slower than the same program one point at a time (the batched products' transposes), compiled
+slower, and held every point's intermediates at once. A program that only evaluates the
+function (the audit's lines) stays mapped: there the mapped products are the faster
+(``docs/performance/xla-cpu.md``)."""
 
 LINALG_POINT_DIM = 64
 """From this matrix size on, a function that factorises (LU, Cholesky, QR, eigen- or singular
@@ -413,9 +441,11 @@ def _one_point_program(fns, *xs, static):
     return point(fns, *xs, static=inner)
 
 
-def _point_by_point(point, fns, leaves, axes, static, differentiates):
+def _point_by_point(point, fns, leaves, axes, static, differentiates, only_first=()):
     """:func:`apply_mapped` one point per call (one compiled program for all of them), the
-    outputs stacked on the host."""
+    outputs stacked on the host (those in ``only_first`` from the first point alone). Each
+    call is queued before the previous one's outputs are read, so the device never waits on
+    the host, and at most two points' outputs are alive."""
     n = _count(leaves, axes)
     if all(f.shareable and not (differentiates and f.rules) for f in fns):
         def run(part):
@@ -426,16 +456,41 @@ def _point_by_point(point, fns, leaves, axes, static, differentiates):
 
         def run(part):
             return jitted(*part)
-    out = tree = None
+    out, tree = None, None
+    whole = set()  # the flat outputs wanted at the first point only
+
+    def store(p, result):
+        nonlocal out, tree, whole
+        got, tree = jax.tree_util.tree_flatten(result)
+        if out is None:
+            whole = _first_leaves(result, only_first)
+            out = [np.empty((1 if j in whole else n,) + tuple(np.shape(y)), np.dtype(y.dtype))
+                   for j, y in enumerate(got)]
+        for j, (o, y) in enumerate(zip(out, got)):
+            if p == 0 or j not in whole:
+                o[p] = np.asarray(y)
+
+    pending = None
     for p in range(n):
         part = [jax.tree_util.tree_map(lambda y, p=p: np.asarray(y)[p], x) if a == 0 else x
                 for x, a in zip(leaves, axes)]
-        got, tree = jax.tree_util.tree_flatten(run(part))
-        if out is None:
-            out = [np.empty((n,) + tuple(np.shape(y)), np.asarray(y).dtype) for y in got]
-        for o, y in zip(out, got):
-            o[p] = np.asarray(y)
+        result = run(part)  # queued: the device runs it while the previous one is read back
+        if pending is not None:
+            store(*pending)
+        pending = (p, result)
+    store(*pending)
     return jax.tree_util.tree_unflatten(tree, out)
+
+
+def _first_leaves(result, only_first) -> set:
+    """The flat indices of the leaves of ``result``'s (tuple) entries in ``only_first``."""
+    idx, j = set(), 0
+    for k, o in enumerate(result if only_first else ()):
+        m = len(jax.tree_util.tree_leaves(o))
+        if k in only_first:
+            idx.update(range(j, j + m))
+        j += m
+    return idx
 
 
 def fingerprint(*parts) -> str:
@@ -458,8 +513,8 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()
 
 
-__all__ = ["LINALG_POINT_DIM", "Traced", "apply", "apply_mapped", "cacheable", "call",
-           "fingerprint", "flops", "has_rules", "large_linalg", "mapped", "trace"]
+__all__ = ["LINALG_POINT_DIM", "POINT_FLOPS", "Traced", "apply", "apply_mapped", "cacheable",
+           "call", "fingerprint", "flops", "has_rules", "large_linalg", "mapped", "trace"]
 
 
 _CUBIC = {"cholesky": 1 / 3, "lu": 2 / 3, "qr": 4 / 3, "householder_product": 4 / 3,

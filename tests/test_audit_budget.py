@@ -160,3 +160,56 @@ def test_budget_is_checked():
     f, g, X, *_ = least_squares(5, 4, 3)
     with pytest.raises(InputError, match="budget: expected one of"):
         check_gradient(f, g, (X,), budget="cheap")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+def test_the_screens_reduced_comparison_equals_the_full_one(dtype):
+    """What the screen reduces in the program (per point: finite flags, ‖P(r)‖ and each
+    block's ‖P(h − r)‖ on its domain; the gradients whole at the example only) equals the
+    host comparison of the whole arrays, for a wrong gradient on a symmetric, a skew and a
+    rectangular general block, mapped and one point per call."""
+    from matgrad_jax.audit import checks, points, spec, verdict
+
+    r_ = np.random.default_rng(2)
+    mk = lambda *s: (r_.standard_normal(s) + (1j * r_.standard_normal(s)  # noqa: E731
+                     if np.issubdtype(dtype, np.complexfloating) else 0)).astype(dtype)
+    Xs, Xk, Y, C = mk(5, 5), mk(4, 4), mk(6, 3), mk(5, 3)
+    Xs = (Xs + Xs.T) / 2 if dtype != np.complex128 else Xs
+    Xk = (Xk - Xk.T) / 2 if dtype != np.complex128 else Xk
+    domains = {0: "symmetric", 1: "skew"} if dtype != np.complex128 else None
+
+    def f(Xs, Xk, Y):
+        return (jnp.sum(jnp.abs(Xs @ C - jnp.sin(Y[:5])) ** 2)
+                + jnp.real(jnp.sum(Xk * Xk.T)) + jnp.sum(jnp.abs(Y) ** 4))
+
+    def g(Xs, Xk, Y):  # wrong in every block, by different amounts
+        return (Xs * 1.1, Xk.T * 2.5 + 0.3, Y * 0.9)
+
+    with x64(True):
+        S = spec.build(f, (Xs, Xk, Y), (0, 1, 2), None, domains, False)
+        F = checks.Functions(S, f, g)
+        P = points.build(S, np.random.default_rng(0), n_perturbed=2, n_random=2, n_family=1,
+                         families=("symmetric", "skew", "psd", "diagonal"))
+        hand, (vals, ref) = checks.evaluate("both", F, P, hi=False)
+        full = verdict.Evaluation(spec=S, points=P, values=np.asarray(vals, np.float64),
+                                  ref=ref, hand=hand, hand64=None, ref_work=None,
+                                  work=np.dtype(np.real(Y).dtype), ref_dtype="float64",
+                                  rtol=None, use_jax=True)
+        full.compare()
+        for each in (False, True):
+            with pytest.MonkeyPatch.context() as mp:
+                if each:
+                    mp.setattr(programs, "POINT_FLOPS", 0.0)
+                v, ref_finite, hand_finite, ref_sq, err_sq, h0, r0 = checks.evaluate(
+                    "screen", F, P, hi=False)
+            tol = 1e-10 if np.finfo(dtype).eps < 1e-10 else 1e-4  # two programs' rounding
+            total = np.sqrt(ref_sq)
+            np.testing.assert_allclose(total, full.total, rtol=tol)
+            np.testing.assert_allclose(np.sqrt(err_sq) / total[:, None], full.err_work,
+                                       rtol=tol)
+            assert np.all(full.err_work > 1e-3) and np.all(ref_finite)
+            assert hand_finite.shape == (P.count, 3) and np.all(hand_finite)
+            np.testing.assert_allclose(v, vals, rtol=tol)
+            for a, b in zip(h0 + r0, tuple(hand) + tuple(ref)):
+                assert a.shape == (1,) + b.shape[1:]
+                np.testing.assert_allclose(a[0], b[0], rtol=tol, atol=tol * np.abs(b[0]).max())

@@ -315,3 +315,40 @@ def test_a_library_made_function_is_keyed_by_what_it_was_made_with():
         values.append(_value(f, x))
     assert keys[0] is None or keys[0][0] != keys[1][0]
     assert values[1] == pytest.approx(2 * values[0])
+
+
+def test_costly_differentiated_points_run_one_per_call(monkeypatch):
+    """From POINT_FLOPS of work per point, a program that differentiates runs one point per
+    call (queued back to back), with the values of a vmap at rectangular shapes; a program
+    that only evaluates the function stays mapped, and so does a cheap one."""
+    A, M = arr(6, 5), arr(6, 3)
+    xs = np.stack([np.asarray(arr(5, 3)) for _ in range(4)])
+    f = lambda X: jnp.sum(jnp.tanh(A @ X - M) ** 2)  # noqa: E731
+    t, _ = programs.trace(f, xs[0])
+    calls = []
+    one = programs._one_point_program
+    monkeypatch.setattr(programs, "_one_point_program",
+                        lambda *a, **k: calls.append(1) or one(*a, **k))
+
+    def point(fns, x, *, static):
+        return fns[0](x), jax.grad(fns[0])(x)
+
+    def value(fns, x, *, static):
+        return fns[0](x)
+
+    want = jax.vmap(lambda x: (f(x), jax.grad(f)(x)))(xs)
+    got = programs.apply_mapped(point, (t,), (xs,), (0,), differentiates=True)
+    assert not calls  # below POINT_FLOPS: mapped
+    monkeypatch.setattr(programs, "POINT_FLOPS", 0.0)
+    got_each = programs.apply_mapped(point, (t,), (xs,), (0,), differentiates=True)
+    assert calls  # traced one point at a time
+    for a, b, c in zip(got, got_each, want):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b, c, rtol=1e-12, atol=1e-14)
+    calls.clear()
+    vals = programs.apply_mapped(value, (t,), (xs,), (0,))
+    assert not calls  # evaluating only: mapped
+    np.testing.assert_allclose(vals, want[0], rtol=1e-12)
+    g = lambda X: 2 * A.T @ (jnp.tanh(A @ X - M) / jnp.cosh(A @ X - M) ** 2)  # noqa: E731
+    assert check_gradient(f, g, (jnp.asarray(xs[0]),)).passed
+    assert not check_gradient(f, lambda X: g(X).T.T * 1.001, (jnp.asarray(xs[0]),)).passed

@@ -204,34 +204,48 @@ _INCONCLUSIVE = object()  # the screen found something: the full audit decides
 
 
 def _screen_comparison(S, F, P, use_jax, work, rtol):
-    """The screen's comparison below float64: hand gradient and ``jax.grad`` in the working
-    dtype only, each point passing where they agree within :data:`~.compare.TOL_IMPLIED` eps
-    (which implies the float64 criterion as given), and the example point judged in full
-    against the float64 reference (the hand formula in float64, where it runs there). Returns
-    the :class:`~.verdict.Evaluation`, :data:`_INCONCLUSIVE` where any point is not ``ok`` (the
-    full audit then runs and decides), or None where this shortcut does not apply (float64
-    work, a given ``rtol``, no JAX reference, custom derivative rules, untraceable code)."""
+    """The screen's comparison, reduced in the program (:func:`~.checks.evaluate` ``"screen"``:
+    per point the value, finite flags and the norms of ``jax.grad`` and of the hand gradient's
+    difference from it; the two gradients whole at the example point only). In float64 each
+    point is judged as the full audit judges it. Below float64 the hand gradient and
+    ``jax.grad`` are compared in the working dtype only, each point passing where they agree
+    within :data:`~.compare.TOL_IMPLIED` eps (which implies the float64 criterion as given),
+    and the example point is judged in full against the float64 reference (the hand formula in
+    float64, where it runs there). Returns the :class:`~.verdict.Evaluation`,
+    :data:`_INCONCLUSIVE` where any point is not ``ok`` (the full audit then runs and decides),
+    or None where this shortcut does not apply (no JAX reference, untraceable code; below
+    float64: a given ``rtol`` or custom derivative rules)."""
     t = F.traced("f", False)
-    if not (use_jax and rtol is None and np.finfo(work).eps > np.finfo(np.float64).eps
-            and t is not None and not t.rules and F.traced("h", False) is not None):
+    low = np.finfo(work).eps > np.finfo(np.float64).eps
+    if not (use_jax and t is not None and F.traced("h", False) is not None):
         return None
-    lo = _try(lambda: checks.evaluate("both", F, P, hi=False))
+    if low and (rtol is not None or t.rules):
+        return None
+    if not low and not jax.config.jax_enable_x64:
+        return None
+    lo = _try(lambda: checks.evaluate("screen", F, P, hi=False))
     if lo is None:
         return None
-    hand, (vals, ref) = lo
+    vals, ref_finite, hand_finite, ref_sq, err_sq, hand, ref = lo
+    total = np.sqrt(np.asarray(ref_sq, np.float64))
+    total = np.where(total > 0, total, 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.sqrt(np.asarray(err_sq, np.float64)) / total[:, None]
     ev = verdict.Evaluation(spec=S, points=P, values=np.asarray(vals, np.float64), ref=ref,
                             hand=hand, hand64=None, ref_work=None, work=work,
-                            ref_dtype=str(work), rtol=None, use_jax=True, implied=True)
-    ev.compare()
+                            ref_dtype=str(work) if low else "float64",
+                            rtol=None if low else rtol, use_jax=True, implied=low)
+    ev.judge(np.isfinite(ev.values) & ref_finite, list(np.asarray(hand_finite).T), total, err)
     if not np.all(ev.status == "ok"):
         return _INCONCLUSIVE
+    if not low:
+        return ev
     P0 = points.Points({i: x[:1] for i, x in P.stacked.items()}, P.labels[:1], [])
     hi = _try(lambda: checks.evaluate("both", F, P0, hi=True))
     if hi is not None:
         h64 = hi[0] if _all_float64(hi[0]) else None
         e0 = verdict.Evaluation(spec=S, points=P0, values=np.asarray(hi[1][0], np.float64),
-                                ref=hi[1][1], hand=tuple(g[:1] for g in hand), hand64=h64,
-                                ref_work=tuple(r[:1] for r in ref), work=work,
+                                ref=hi[1][1], hand=hand, hand64=h64, ref_work=ref, work=work,
                                 ref_dtype="float64", rtol=None, use_jax=True)
         e0.compare()
         if e0.status[0] != "ok":

@@ -123,29 +123,79 @@ class Functions:
         return None if t is None else np.dtype(jax.tree_util.tree_leaves(t.out_shapes())[0].dtype)
 
 
-_DIFFERENTIATES = {"hand": False, "value": False, "ref": True, "both": True}
+_DIFFERENTIATES = {"hand": False, "value": False, "ref": True, "both": True, "screen": True}
+_NAMES = {"hand": ("h",), "value": ("f",), "ref": ("f",), "both": ("h", "f"),
+          "screen": ("h", "f")}
 
 
 def _point(fns, *leaves, static):
-    kind, diff = static
+    kind, diff = static[:2]
     if kind == "hand":
         return fns[0](*leaves)
     if kind == "value":
         return jnp.real(fns[0](*leaves))
     if kind == "ref":
         return _value_and_grad(fns[0], diff, *leaves)
+    if kind == "screen":
+        return _screened(fns, leaves, diff, static[2])
     return fns[0](*leaves), _value_and_grad(fns[1], diff, *leaves)  # "both"
+
+
+def _projected(kind: str, g):
+    """:func:`~.domains.project` in the program."""
+    if kind in ("symmetric", "spd"):
+        return (g + jnp.swapaxes(g, -1, -2)) / 2
+    if kind == "skew":
+        return (g - jnp.swapaxes(g, -1, -2)) / 2
+    if kind == "diagonal":
+        return g * jnp.eye(g.shape[-1], dtype=bool)
+    return g
+
+
+def _sum_sq(x):
+    """``‖x‖²`` summed in the widest float the program has (float64 with x64 on)."""
+    acc = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    parts = (jnp.real(x), jnp.imag(x)) if jnp.iscomplexobj(x) else (x,)
+    return sum(jnp.sum(jnp.square(p.astype(acc))) for p in parts)
+
+
+def _screened(fns, leaves, diff, kinds):
+    """What a comparison of the hand gradient with ``jax.grad`` at a point needs, reduced in
+    the program: the value, whether ``jax.grad`` (and the value) and each hand block are
+    finite, ``‖P(r)‖²`` and each block's ``‖P(h_b − r_b)‖²`` (``P`` the domain's projection;
+    ``P(h) − P(r) = P(h − r)``), then the hand gradient and ``jax.grad`` themselves (which the
+    caller keeps at the example point only)."""
+    hand = fns[0](*leaves)
+    value, ref = _value_and_grad(fns[1], diff, *leaves)
+    ref_finite = jnp.isfinite(value)
+    ref_sq, err_sq, hand_finite = 0.0, [], []
+    for h, r, kind in zip(hand, ref, kinds):
+        ref_finite = ref_finite & jnp.all(jnp.isfinite(r))
+        hand_finite.append(jnp.all(jnp.isfinite(h)))
+        ref_sq = ref_sq + _sum_sq(_projected(kind, r))
+        dt = jnp.promote_types(jnp.result_type(h), r.dtype)  # the finer of the two
+        err_sq.append(_sum_sq(_projected(kind, jnp.asarray(h).astype(dt) - r.astype(dt))))
+    return (jnp.real(value), ref_finite, jnp.stack(hand_finite), ref_sq, jnp.stack(err_sq),
+            tuple(hand), tuple(ref))
+
+
+SCREENED_WHOLE = (5, 6)
+"""The outputs of ``evaluate("screen", ...)`` that come back at the example point only."""
 
 
 def evaluate(kind: str, F: Functions, points, *, hi: bool):
     """At every point: ``"hand"`` (the hand gradient), ``"value"`` (the objective), ``"ref"``
     (value and ``jax.grad``), ``"both"`` (hand gradient, then value and ``jax.grad``), in one
     program built from the traced functions (:meth:`Functions.traced`); :func:`batched` for
-    code that does not trace. ``hi``: in float64. Returns numpy."""
+    code that does not trace. ``"screen"``: the comparison of the two reduced in the program
+    (:func:`_screened`: values, finite flags, squared norms at every point; the hand gradient
+    and ``jax.grad`` at the example point only, so no copy of them at the other points is
+    made), for traced code only. ``hi``: in float64. Returns numpy."""
     S = F.spec
-    names = {"hand": ("h",), "value": ("f",), "ref": ("f",), "both": ("h", "f")}[kind]
-    fns = [F.traced(w, hi) for w in names]
+    fns = [F.traced(w, hi) for w in _NAMES[kind]]
     if any(t is None for t in fns):
+        if kind == "screen":
+            raise TypeError("the screened comparison needs traced functions")
         fn = {"hand": F.hand, "value": lambda *L: jnp.real(F.fun(*L)),
               "ref": partial(_value_and_grad, F.fun, S.diff),
               "both": lambda *L: (F.hand(*L), _value_and_grad(F.fun, S.diff, *L))}[kind]
@@ -154,9 +204,12 @@ def evaluate(kind: str, F: Functions, points, *, hi: bool):
     if hi:
         leaves = [up(x) for x in leaves]
     axes = tuple(0 if i in points.stacked else None for i in range(len(leaves)))
+    static = (kind, S.diff) if kind != "screen" else (
+        kind, S.diff, tuple(S.domains[i] for i in S.diff))
     with float64() if hi else contextlib.nullcontext():
-        out = programs.apply_mapped(_point, fns, leaves, axes, static=(kind, S.diff),
-                                    differentiates=_DIFFERENTIATES[kind])
+        out = programs.apply_mapped(_point, fns, leaves, axes, static=static,
+                                    differentiates=_DIFFERENTIATES[kind],
+                                    only_first=SCREENED_WHOLE if kind == "screen" else ())
         return jax.tree_util.tree_map(np.asarray, out)
 
 
@@ -217,12 +270,34 @@ def differentiable(F: Functions) -> bool:
 
 
 def real_inner(gs, vs):
-    """Σ Re⟨g, v⟩ over blocks (numpy, leading direction axis on ``vs``)."""
+    """Σ Re⟨g, v⟩ over blocks (numpy, leading direction axis on ``vs``), summed in float64
+    whatever the blocks' precision (no float64 copies of them)."""
     total = 0.0
     for g, v in zip(gs, vs):
-        g = np.asarray(g)
-        total = total + np.real(np.sum(np.conj(g)[None] * v, axis=tuple(range(1, v.ndim))))
+        g, v = np.asarray(g), np.asarray(v)
+        g, v = g.reshape(-1), v.reshape(v.shape[0], -1)
+        if np.iscomplexobj(g) or np.iscomplexobj(v):
+            parts = [(np.real(g), np.real(v)), (np.imag(g), np.imag(v))]
+        else:
+            parts = [(g, v)]
+        for a, b in parts:
+            if a.dtype.itemsize < 4 or b.dtype.itemsize < 4:  # float16/bfloat16: widen first
+                a, b = up(a), up(b)
+            total = total + np.einsum("j,ij->i", a, b, dtype=np.float64)
     return total
+
+
+def sq_norm(blocks, axis0: bool = False):
+    """Σ ‖b‖² over blocks, summed in float64 (``axis0``: one value per leading index)."""
+    total = 0.0
+    for b in blocks:
+        b = np.asarray(b)
+        flat = b.reshape(b.shape[0], -1) if axis0 else b.reshape(1, -1)
+        for x in ([flat.real, flat.imag] if np.iscomplexobj(flat) else [flat]):
+            if x.dtype.itemsize < 4:
+                x = up(x)
+            total = total + np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    return total if axis0 else float(np.asarray(total).reshape(-1)[0])
 
 
 def _jvps(fns, point, vs, *, static):

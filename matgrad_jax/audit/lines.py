@@ -14,7 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import programs
-from .checks import Functions, _functions, _insert, _value_and_grad, float64, real_inner, up
+from .checks import (
+    Functions,
+    _functions,
+    _insert,
+    _value_and_grad,
+    float64,
+    real_inner,
+    sq_norm,
+    up,
+)
 from .spec import Spec
 
 
@@ -143,11 +152,10 @@ def taylor(spec: Spec, fun: Callable, at: tuple, grads: tuple, dirs: tuple, *, n
 def _claimed(grads, dirs):
     """The claimed directional derivatives ``⟨g, v⟩`` along each direction and the scale
     ``‖g‖‖v‖/√N`` their errors are measured against."""
-    dd = real_inner([up(g) for g in grads], [up(d) for d in dirs])
+    dd = real_inner(grads, dirs)
     n_entries = sum(int(np.asarray(g).size) for g in grads)
-    gnorm = np.sqrt(sum(float(np.sum(np.abs(up(g)) ** 2)) for g in grads))
-    vnorm = np.sqrt(sum(np.sum(np.abs(up(d)) ** 2, axis=tuple(range(1, np.ndim(d))))
-                        for d in dirs))
+    gnorm = np.sqrt(sq_norm(grads))
+    vnorm = np.sqrt(sq_norm(dirs, axis0=True))
     return dd, np.maximum(gnorm * vnorm / np.sqrt(max(n_entries, 1)), 1e-300)
 
 

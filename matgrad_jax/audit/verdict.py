@@ -26,11 +26,23 @@ from .spec import Spec
 
 
 def _sq(x) -> float:
-    """``‖x‖²`` of one point's block (float64 or complex128), without a temporary."""
-    x = x.reshape(-1)
+    """``‖x‖²`` of one point's block, summed in float64 whatever ``x``'s precision (no float64
+    copy of a float32 block)."""
+    x = np.asarray(x).reshape(-1)
     if np.iscomplexobj(x):
-        return float(np.dot(x.real, x.real) + np.dot(x.imag, x.imag))
-    return float(np.dot(x, x))
+        return _sq(x.real) + _sq(x.imag)
+    if x.dtype == np.float64:
+        return float(np.dot(x, x))
+    return float(np.einsum("i,i->", x, x, dtype=np.float64))
+
+
+def _minus(h, r):
+    """``h − r`` of one point's block in the finer of their precisions (float64 where either
+    is); a bfloat16/float16 operand is taken to float64 first."""
+    h, r = np.asarray(h), np.asarray(r)
+    if any(np.dtype(x.dtype).itemsize < 4 and not np.iscomplexobj(x) for x in (h, r)):
+        return checks.up(h) - checks.up(r)
+    return h - r
 
 
 def _finite_rows(g, n) -> np.ndarray:
@@ -100,11 +112,11 @@ class Evaluation:
         kinds = [S.domains[i] for i in S.diff]
         with np.errstate(invalid="ignore", over="ignore"):
             for p in range(n):
-                R = [dom.project(k, checks.up(r[p])) for r, k in zip(self.ref, kinds)]
-                total[p] = np.sqrt(sum(_sq(r) for r in R))
+                total[p] = np.sqrt(sum(_sq(dom.project(k, r[p])) for r, k in zip(self.ref, kinds)))
                 for e, H in zip(errs, hands):
-                    for b, (h, r, k) in enumerate(zip(H, R, kinds)):
-                        e[p, b] = np.sqrt(_sq(dom.project(k, checks.up(h[p])) - r))
+                    for b, (h, r, k) in enumerate(zip(H, self.ref, kinds)):
+                        # P(h) − P(r) = P(h − r): one difference, in the finer of the two dtypes
+                        e[p, b] = np.sqrt(_sq(dom.project(k, _minus(h[p], r[p]))))
         total = np.where(total > 0, total, 1.0)
         return total, [e / total[:, None] for e in errs]
 
@@ -129,8 +141,21 @@ class Evaluation:
             finite &= _finite_rows(g, n)
         hands = [self.hand] + ([self.hand64] if self.hand64 is not None else [])
         total, errs = self._errors(hands)
-        err_work = errs[0]
-        err64 = errs[1] if self.hand64 is not None else None
+        self.judge(finite, self.hand_finite, total, errs[0],
+                   errs[1] if self.hand64 is not None else None)
+
+    def judge(self, finite, hand_finite, total, err_work, err64=None):
+        """Statuses, errors and tolerances from what the comparison reduced the points to:
+        ``finite`` (the value and ``jax.grad``, per point), ``hand_finite`` (per block, per
+        point), ``total`` (``‖P(r)‖``, per point) and the relative errors per point and block
+        of the hand gradient as given (``err_work``) and of its float64 formula (``err64``).
+        Below float64 against a float64 reference, ``ref_work`` and ``ref`` at every point
+        give ``jax.grad``'s own error (the tolerance's ``e_ref``)."""
+        n = self.points.count
+        self.hand_finite = list(hand_finite)
+        hand_ok = np.logical_and.reduce(self.hand_finite) if self.hand_finite else np.ones(n, bool)
+        self.low = compare.is_low(self.work)
+        self.use64 = False
         self.err_work = err_work
         ref64 = self.ref_dtype == "float64"
         e_ref = None
