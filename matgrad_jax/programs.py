@@ -370,8 +370,12 @@ def apply(program: Callable, fns, args, *, static=(), differentiates: bool = Fal
 
 
 def _points_program(fns, *xs, static):
-    point, axes, chunk, inner = static
-    return _over_points(lambda *a: point(fns, *a, static=inner), xs, axes, chunk)
+    point, axes, chunk, inner, only_first = static
+    out = _over_points(lambda *a: point(fns, *a, static=inner), xs, axes, chunk)
+    if only_first:  # sliced in the program: the other points' values are never outputs
+        out = tuple(jax.tree_util.tree_map(lambda y: y[:1], o) if k in only_first else o
+                    for k, o in enumerate(out))
+    return out
 
 
 def apply_mapped(point: Callable, fns, leaves, axes, *, static=(), differentiates: bool = False,
@@ -389,12 +393,9 @@ def apply_mapped(point: Callable, fns, leaves, axes, *, static=(), differentiate
         return _point_by_point(point, tuple(fns), leaves, axes, static, differentiates,
                                only_first)
     chunk = _chunk(leaves, axes, max_bytes, point_bytes)
-    out = apply(_points_program, fns, leaves, static=(point, axes, chunk, static),
-                differentiates=differentiates)
-    if only_first:
-        out = tuple(jax.tree_util.tree_map(lambda y: y[:1], o) if k in only_first else o
-                    for k, o in enumerate(out))
-    return out
+    return apply(_points_program, fns, leaves,
+                 static=(point, axes, chunk, static, tuple(only_first)),
+                 differentiates=differentiates)
 
 
 POINT_FLOPS = 2e8
