@@ -3,7 +3,7 @@ gradient), cold (first call: tracing and compilation) and warm, float32 and floa
 time to a verdict in a fresh process (import included) beside ``jax.test_util.check_grads`` on
 the same hand gradient of ``‖AX − M‖²`` (wrapped as a ``custom_vjp``, which ``check_grads``
 compares with finite differences), with each process's peak memory. Usage:
-    matgrad bench audit [--n 512] [--versus 64,256,512,1024] [--quick]
+    matgrad bench audit [--n 512] [--versus 64,256,512,1024] [--fresh 5] [--quick]
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ def main(argv=None):
                    help="check_gradient's matmul_precision (none: the caller's, TF32 on GPUs)")
     p.add_argument("--versus", default="64,256,512,1024",
                    help="sizes n of the fresh-process comparison with check_grads ('' for none)")
+    p.add_argument("--fresh", type=positive_int, default=5,
+                   help="fresh processes per tool, size and dtype, alternating between the two "
+                        "tools; the table shows their medians (a process's import time varies "
+                        "by ±0.5 s on the 2-core machine)")
     add_run_options(p, repeats=3)
     a = p.parse_args(argv)
     try:
@@ -67,11 +71,12 @@ def main(argv=None):
                 [[r["dtype"], f"{r['cold_s']:.2f}", f"{r['warm_s']:.2f}", r["passed"],
                   f"{r['max_rel_error']:.1e}"] for r in results])
     cold = []
+    fresh = 1 if a.quick else a.fresh
     for n_v in ([16] if a.quick else versus):
         for dtype in (("float64",) if a.quick else ("float64", "float32")):
             row = {"n": n_v, "dtype": dtype}
             runs = {tool: [] for tool in ("check_gradient", "check_grads")}
-            for _ in range(1 if a.quick else 3):  # alternating processes: drift hits both
+            for _ in range(fresh):  # alternating processes: drift hits both
                 for tool in runs:
                     runs[tool].append(_fresh_process(tool, n_v, dtype))
             for tool, rs in runs.items():
@@ -88,9 +93,9 @@ def main(argv=None):
             cold.append(row)
     if cold:
         print_table("check_gradient vs jax.test_util.check_grads on ‖AX − M‖² with its hand "
-                    "gradient, in fresh processes (median of 3): cold (import included), warm "
-                    "(the same function again), re-audit (a redefined function: a notebook cell "
-                    "run again), peak memory",
+                    f"gradient, in fresh processes (median of {fresh}): cold (import included), "
+                    "warm (the same function again), re-audit (a redefined function: a "
+                    "notebook cell run again), peak memory",
                     ["n", "dtype", "cold s", "ratio", "warm ms", "ratio", "re-audit ms",
                      "ratio", "re/warm", "MiB", "ratio", "verdicts"],
                     [[r["n"], r["dtype"], f"{r['check_gradient']['cold_s']:.2f} / "
@@ -103,7 +108,8 @@ def main(argv=None):
                       f"{r['check_grads']['peak_mib']:.0f}", f"{r['memory_ratio']:.2f}x",
                       f"{_verdict(r['check_gradient'])} / {_verdict(r['check_grads'])}"]
                      for r in cold])
-    doc = {"benchmark": "audit", "machine": machine(), "results": results, "cold": cold}
+    doc = {"benchmark": "audit", "machine": machine(), "results": results, "cold": cold,
+           "fresh_processes": fresh}
     if not a.quick or a.out:
         write_result(doc, "audit", a.out)
     return doc

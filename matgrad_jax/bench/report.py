@@ -235,11 +235,12 @@ def audit_section(docs) -> str:
         if doc.get("cold") and "warm_ratio" in doc["cold"][0]:
             parts.append("Beside `jax.test_util.check_grads` (one point, one direction, "
                          "order 1, reverse mode) on the same hand gradient of ‖AX − M‖², in "
-                         "fresh processes (median of 3): cold (import included), warm (the same "
+                         f"fresh processes (median of {doc.get('fresh_processes', 3)}, the two "
+                         "tools alternating): cold (import included), warm (the same "
                          "function again), re-audit (a redefined function, as a notebook cell "
-                         "run again; its ratio is to check_grads' warm time) and the process's "
-                         "peak memory. Targets: cold ≤ 1.5×, warm ≤ 5×, memory ≤ 2×, re-audit "
-                         "≤ 1.3× a warm audit.\n")
+                         "run again; its ratio is to check_grads' warm time) and the highest "
+                         "peak memory of the processes. Targets: cold ≤ 1.5×, warm ≤ 5×, "
+                         "memory ≤ 2×, re-audit ≤ 1.3× a warm audit.\n")
             parts.append(_table(
                 ["n", "dtype", "cold s (ours / theirs)", "ratio", "warm ms", "ratio",
                  "re-audit ms", "ratio", "re-audit / warm", "MiB", "ratio", "verdicts"],
