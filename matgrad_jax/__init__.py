@@ -7,11 +7,11 @@ check_gradient`` imports the audit alone, not the solvers, the registry and the 
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING
 
+from . import _lazy
 from ._checks import InputError
 
 __version__ = "0.1.0"
@@ -33,18 +33,7 @@ _WHERE = {
 
 
 def __getattr__(name: str):
-    where = _WHERE.get(name)
-    if where is not None:
-        value = getattr(importlib.import_module(where, __name__), name)
-    else:  # a submodule (``mg.problems``, ``mg.solvers``), imported on first use
-        try:
-            value = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    globals()[name] = value
-    return value
+    return _lazy.attribute(__name__, _WHERE, name, globals())
 
 
 def __dir__():

@@ -352,3 +352,28 @@ def test_costly_differentiated_points_run_one_per_call(monkeypatch):
     g = lambda X: 2 * A.T @ (jnp.tanh(A @ X - M) / jnp.cosh(A @ X - M) ** 2)  # noqa: E731
     assert check_gradient(f, g, (jnp.asarray(xs[0]),)).passed
     assert not check_gradient(f, lambda X: g(X).T.T * 1.001, (jnp.asarray(xs[0]),)).passed
+
+
+def test_the_package_loads_its_names_on_first_use():
+    """``from matgrad_jax import check_gradient`` imports the audit, not the solvers, the
+    registry or the seed problems; every public name is still there, ``mg.minimize`` stays the
+    function after its submodule is imported, and an unknown name is an AttributeError."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from matgrad_jax import check_gradient\n"
+        "assert callable(check_gradient)\n"
+        "heavy = [m for m in ('matgrad_jax.solvers', 'matgrad_jax.registry', "
+        "'matgrad_jax.problems', 'matgrad_jax.minimize', 'matgrad_jax.audit.hessian') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "import matgrad_jax as mg\n"
+        "missing = [n for n in mg.__all__ if getattr(mg, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "import matgrad_jax.minimize, matgrad_jax.fit\n"
+        "assert callable(mg.minimize) and callable(mg.fit) and mg.derivations()\n"
+        "try:\n    mg.no_such_name\nexcept AttributeError:\n    print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -6,13 +6,14 @@ audit does not import the derivation, Hessian and registry machinery."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .. import _lazy
 
 _WHERE = {
     "check_gradient": ".check", "default_tolerance": ".check",
     "check_derivation": ".derivation", "DerivationReport": ".derivation_report",
-    "VOCABULARY": ".diagnosis", "check_hessian": ".hessian",
+    "VOCABULARY": ".diagnosis", "DOMAINS": ".domains:KINDS", "check_hessian": ".hessian",
     "audit_all": ".registry_audit", "audit_chains": ".registry_audit",
     "audit_derivation": ".registry_audit", "chain_row": ".registry_audit",
     "GradientReport": ".report", "markdown_table": ".report", "text_table": ".report",
@@ -20,19 +21,7 @@ _WHERE = {
 
 
 def __getattr__(name: str):
-    if name == "DOMAINS":
-        from .domains import KINDS as value
-    elif name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-    else:
-        try:
-            value = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    globals()[name] = value
-    return value
+    return _lazy.attribute(__name__, _WHERE, name, globals())
 
 
 def __dir__():

@@ -34,6 +34,15 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool():  # a forked child has none of the parent's threads: it starts its own pool
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 @dataclass
 class Points:
     stacked: dict[int, np.ndarray]  # leaf index -> (count, *shape), varied leaves only
