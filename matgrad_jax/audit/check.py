@@ -227,10 +227,7 @@ def _screen_comparison(S, F, P, use_jax, work, rtol):
     if lo is None:
         return None
     vals, ref_finite, hand_finite, ref_sq, err_sq, hand, ref = lo
-    total = np.sqrt(np.asarray(ref_sq, np.float64))
-    total = np.where(total > 0, total, 1.0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        err = np.sqrt(np.asarray(err_sq, np.float64)) / total[:, None]
+    total, (err,) = verdict.relative_errors(ref_sq, err_sq)
     ev = verdict.Evaluation(spec=S, points=P, values=np.asarray(vals, np.float64), ref=ref,
                             hand=hand, hand64=None, ref_work=None, work=work,
                             ref_dtype=str(work) if low else "float64",

@@ -36,6 +36,16 @@ def _sq(x) -> float:
     return float(np.einsum("i,i->", x, x, dtype=np.float64))
 
 
+def relative_errors(ref_sq, *err_sq):
+    """From squared norms per point (``ref_sq``, ``‖P(r)‖²``) and per point and block
+    (each of ``err_sq``, ``‖P(h_b − r_b)‖²``): ``(total, [errors])``, ``total = ‖P(r)‖`` (1
+    where it is 0) and each block's error relative to it."""
+    total = np.sqrt(np.asarray(ref_sq, np.float64))
+    total = np.where(total > 0, total, 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return total, [np.sqrt(np.asarray(e, np.float64)) / total[:, None] for e in err_sq]
+
+
 def _minus(h, r):
     """``h − r`` of one point's block in the finer of their precisions (float64 where either
     is); a bfloat16/float16 operand is taken to float64 first."""
@@ -107,18 +117,17 @@ class Evaluation:
         points): the projected reference's norm ``total`` (n,) and, for each of ``hands``, the
         relative error ``‖P(h_b) − P(r_b)‖ / total`` per block (n, blocks)."""
         n, S = self.points.count, self.spec
-        total = np.zeros(n)
-        errs = [np.zeros((n, len(S.diff))) for _ in hands]
+        ref_sq = np.zeros(n)
+        err_sq = [np.zeros((n, len(S.diff))) for _ in hands]
         kinds = [S.domains[i] for i in S.diff]
         with np.errstate(invalid="ignore", over="ignore"):
             for p in range(n):
-                total[p] = np.sqrt(sum(_sq(dom.project(k, r[p])) for r, k in zip(self.ref, kinds)))
-                for e, H in zip(errs, hands):
+                ref_sq[p] = sum(_sq(dom.project(k, r[p])) for r, k in zip(self.ref, kinds))
+                for e, H in zip(err_sq, hands):
                     for b, (h, r, k) in enumerate(zip(H, self.ref, kinds)):
                         # P(h) − P(r) = P(h − r): one difference, in the finer of the two dtypes
-                        e[p, b] = np.sqrt(_sq(dom.project(k, _minus(h[p], r[p]))))
-        total = np.where(total > 0, total, 1.0)
-        return total, [e / total[:, None] for e in errs]
+                        e[p, b] = _sq(dom.project(k, _minus(h[p], r[p])))
+        return relative_errors(ref_sq, *err_sq)
 
     def compare(self):
         n, S = self.points.count, self.spec
